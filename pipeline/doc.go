@@ -1,0 +1,22 @@
+// Package pipeline is contrastream's streaming runtime.
+//
+// A flow is a chain of stages connected by bounded channels:
+//
+//	source ──► augment ──► collate ──► … ──► sinks
+//
+// Each Stage receives a context, an Inbox and an Outbox and returns an
+// error. The runner owns the channels, runs every stage in its own
+// goroutine (or pool of goroutines) under one context, cancels them all on
+// the first fatal error, turns panics into errors, and returns only after
+// every goroutine it started has exited.
+//
+// The elements that cross package boundaries are defined here: Sample (what
+// a source emits), Pair (two augmented views of one sample) and Batch
+// (a fixed-shape batch of pairs).
+//
+// Per-sample failures (SkipError) are counted by the flow's Skips and do
+// not stop it until a limit is passed; anything else is fatal.
+//
+// The package also holds the flow spec (YAML), the registry of stage kinds
+// and per-stage metrics. It knows nothing of models.
+package pipeline

@@ -1,0 +1,66 @@
+package pipeline
+
+import "image"
+
+// NoLabel is the Label of a sample that has none.
+const NoLabel int64 = -1
+
+// Sample is one item of a dataset as a source emits it.
+//
+// A source fills Index, Label and Origin, and either Encoded (PNG or JPEG
+// bytes, decoded later inside the augmentation pool so that decoding runs in
+// parallel) or Image (sources whose pixels are raw, such as IDX). A Sample is
+// owned by whoever received it last; sources never reuse its buffers.
+type Sample struct {
+	// Index is the sample's stable position in the dataset: the row number
+	// over all of the source's files in their sorted order. It does not
+	// change with shuffling or sharding.
+	Index int64
+	// Label is the class label, or NoLabel.
+	Label int64
+	// Epoch is the pass over the dataset this sample belongs to, from 0.
+	Epoch int
+	// Encoded holds the encoded image bytes when Image is nil.
+	Encoded []byte
+	// Image holds the decoded image when the source has raw pixels.
+	Image image.Image
+	// Origin says where the sample came from, for error messages:
+	// "train.parquet row 17", "cats/001.png".
+	Origin string
+}
+
+// View is one augmented image: float32, channels × height × width, in
+// CHW order, normalised.
+type View struct {
+	C, H, W int
+	Data    []float32 // len C*H*W
+}
+
+// Pair is two independent augmentations of one sample: the positive pair of
+// contrastive learning. Both views travel in one value and are never split
+// across branches of a flow.
+type Pair struct {
+	Index int64
+	Label int64
+	Epoch int
+	Views [2]View
+}
+
+// Batch is a fixed-shape batch of pairs, as the encoder consumes it.
+//
+// Views[v] holds view v of every sample back to back: N×C×H×W float32 in
+// NCHW order, where N = len(Indices). When the last batch of an epoch is
+// padded, the samples from Valid onwards are padding (copies of earlier
+// samples of the epoch) and must not count in losses or metrics.
+type Batch struct {
+	Epoch   int
+	Step    int64 // global step, counted from 0 over all epochs
+	Indices []int64
+	Labels  []int64
+	Valid   int // number of real (not padding) samples; == len(Indices) unless padded
+	C, H, W int
+	Views   [2][]float32
+}
+
+// Len is the number of samples in the batch, padding included.
+func (b *Batch) Len() int { return len(b.Indices) }
