@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 )
 
@@ -23,8 +22,9 @@ func NewInbox(ch <-chan any, m *StageMetrics) *Inbox {
 }
 
 // Recv returns the next element. ok is false when the input is exhausted;
-// err is ctx.Err() when ctx is done first. The time spent waiting counts as
-// the stage's WaitIn.
+// err is ctx.Err() when ctx is done first, or when the input was closed
+// while ctx is done (an upstream stage failed: that is not a normal end).
+// The time spent waiting counts as the stage's WaitIn.
 func (in *Inbox) Recv(ctx context.Context) (v any, ok bool, err error) {
 	if in == nil || in.ch == nil {
 		return nil, false, nil
@@ -38,6 +38,11 @@ func (in *Inbox) Recv(ctx context.Context) (v any, ok bool, err error) {
 	in.m.waitIn.Add(int64(time.Since(start)))
 	if ok {
 		in.m.in.Add(1)
+	} else if err == nil {
+		// The runner cancels the flow before it closes the channels of
+		// a failed stage: a closed input under a done context is not a
+		// normal end.
+		err = ctx.Err()
 	}
 	return v, ok, err
 }
@@ -62,8 +67,11 @@ func NewOutbox(ch chan<- any, m *StageMetrics) *Outbox {
 // as the stage's WaitOut.
 func (out *Outbox) Send(ctx context.Context, v any) error {
 	if out == nil || out.ch == nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		out.count()
-		return ctx.Err()
+		return nil
 	}
 	start := time.Now()
 	select {
@@ -80,45 +88,5 @@ func (out *Outbox) Send(ctx context.Context, v any) error {
 func (out *Outbox) count() {
 	if out != nil && out.m != nil {
 		out.m.out.Add(1)
-	}
-}
-
-// StageMetrics are the live counters of one stage. All fields are updated
-// atomically; read them with Snapshot.
-type StageMetrics struct {
-	in, out         atomic.Int64
-	waitIn, waitOut atomic.Int64 // nanoseconds, summed over the stage's workers
-	busy            atomic.Int64 // nanoseconds of work, summed over workers; set by pools, else derived
-}
-
-// AddBusy records d of work done by one worker of the stage. Worker pools
-// call it; a plain stage's busy time is derived from its wall time.
-func (m *StageMetrics) AddBusy(d time.Duration) { m.busy.Add(int64(d)) }
-
-// Snapshot is a copy of a stage's metrics at one moment.
-type Snapshot struct {
-	Name    string
-	Workers int
-	In, Out int64
-	// Busy is the time spent working, summed over workers.
-	Busy time.Duration
-	// WaitIn is the time spent waiting for input; a stage that waits for
-	// input a lot is starved by the stage before it.
-	WaitIn time.Duration
-	// WaitOut is the time spent blocked on a full output buffer; a stage that
-	// waits on output a lot is held back by the stage after it.
-	WaitOut time.Duration
-	// Wall is the time from the stage's start to its end (or to now).
-	Wall time.Duration
-}
-
-// Snapshot reads the counters.
-func (m *StageMetrics) Snapshot() Snapshot {
-	return Snapshot{
-		In:      m.in.Load(),
-		Out:     m.out.Load(),
-		Busy:    time.Duration(m.busy.Load()),
-		WaitIn:  time.Duration(m.waitIn.Load()),
-		WaitOut: time.Duration(m.waitOut.Load()),
 	}
 }
