@@ -1,0 +1,27 @@
+package augment
+
+import (
+	"context"
+
+	"github.com/contrastream/contrastream/pipeline"
+)
+
+// Stage returns the augmentation stage: a pool of Config.Workers goroutines
+// that turns each pipeline.Sample into a pipeline.Pair, in input order:
+//
+//	in  -- s1 -- s2 -- s3 ----- s4 --
+//	[ decode + two views, on Workers ]
+//	out ----- p1 -- p2 -- p3 ----- p4    (p = Pair{Views: [view 0, view 1]})
+//
+// A sample that cannot be decoded (or is empty, or too large) is skipped
+// and counted; the others keep their order. Each worker owns its scratch
+// buffers; every Pair's views are newly allocated and owned downstream.
+// The output is the same, bit for bit, for any number of workers.
+func (a *Augmenter) Stage(seed int64) pipeline.Stage {
+	return pipeline.MapWorkers(func(int) func(context.Context, pipeline.Sample) (pipeline.Pair, error) {
+		sc := new(scratch)
+		return func(_ context.Context, s pipeline.Sample) (pipeline.Pair, error) {
+			return a.pair(s, seed, sc)
+		}
+	}, pipeline.PoolOptions{Workers: a.p.workers})
+}
