@@ -1,0 +1,303 @@
+package sources
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// The formats Open understands.
+const (
+	FormatParquet = "parquet"
+	FormatArrow   = "arrow"
+	FormatFolder  = "folder"
+	FormatIDX     = "idx"
+)
+
+// DefaultMaxPixels is the pixel limit of Decode and of IDX images when none
+// is set: 8192×8192, 64 Mi pixels. An image over it is skipped before it is
+// decoded, so a decompression bomb costs nothing.
+const DefaultMaxPixels = 64 << 20
+
+// Config says which dataset to open. Its zero value, with a Path, means the
+// defaults: the format detected from the path, the columns "image" and
+// "label", DefaultMaxPixels.
+type Config struct {
+	// Path is a file, a folder or a glob pattern ("data/train-*.parquet").
+	Path string `yaml:"path"`
+	// Paths lists more files, folders or patterns; Path and Paths add up.
+	// Parquet and Arrow datasets may span many files: their rows follow one
+	// another with the files in sorted order. Folder and IDX datasets take
+	// exactly one path.
+	Paths []string `yaml:"paths"`
+	// Format is "parquet", "arrow" (IPC file or stream format), "folder"
+	// (one sub-folder per class, or a flat folder of unlabeled images),
+	// "idx" (MNIST format), or "" to detect it from the files' first bytes,
+	// or for a folder, from the files it holds.
+	Format string `yaml:"format"`
+	// ImageColumn names the image column of a Parquet or Arrow dataset:
+	// either the Hugging Face layout struct<bytes: binary, path: string> or a
+	// plain binary column of PNG or JPEG bytes. Default "image".
+	ImageColumn string `yaml:"image_column"`
+	// LabelColumn names the integer label column of a Parquet or Arrow
+	// dataset. Default "label", and then a dataset without that column is
+	// unlabeled; a LabelColumn that is set must exist.
+	LabelColumn string `yaml:"label_column"`
+	// Labels is the IDX labels file ("train-labels-idx1-ubyte.gz"); without
+	// it an IDX dataset is unlabeled.
+	Labels string `yaml:"labels"`
+	// MaxPixels is the largest image, in pixels, that Decode accepts and an
+	// IDX file may hold. Default DefaultMaxPixels.
+	MaxPixels int `yaml:"max_pixels"`
+}
+
+// Validate checks the fields that can be checked without touching the
+// files. Its errors name the field by its YAML name.
+func (c Config) Validate() error {
+	if c.Path == "" && len(c.Paths) == 0 {
+		return errors.New("sources: path: no dataset given (set path or paths)")
+	}
+	for i, p := range c.Paths {
+		if p == "" {
+			return fmt.Errorf("sources: paths[%d]: empty path", i)
+		}
+	}
+	switch c.Format {
+	case "", FormatParquet, FormatArrow, FormatFolder, FormatIDX:
+	default:
+		return fmt.Errorf("sources: format: %q is not one of parquet, arrow, folder, idx (or empty to detect)", c.Format)
+	}
+	if c.MaxPixels < 0 {
+		return fmt.Errorf("sources: max_pixels: %d is negative", c.MaxPixels)
+	}
+	if c.Labels != "" && c.Format != "" && c.Format != FormatIDX {
+		return fmt.Errorf("sources: labels: a labels file is for the idx format, not %s (use label_column)", c.Format)
+	}
+	if c.Format == FormatFolder || c.Format == FormatIDX {
+		if c.ImageColumn != "" {
+			return fmt.Errorf("sources: image_column: the %s format has no columns", c.Format)
+		}
+		if c.LabelColumn != "" {
+			return fmt.Errorf("sources: label_column: the %s format has no columns", c.Format)
+		}
+	}
+	return nil
+}
+
+// maxPixels is the pixel limit with the default applied.
+func (c Config) maxPixels() int {
+	if c.MaxPixels == 0 {
+		return DefaultMaxPixels
+	}
+	return c.MaxPixels
+}
+
+// Open opens the dataset c describes, after validating c. It reads the
+// files' metadata (and for Arrow IPC, each record batch once, since IPC
+// files do not record row counts outside the batches) so that a missing
+// column, a wrong type or an unreadable file is reported now, naming the
+// file and column; no image is decoded. An empty dataset is an error.
+func Open(c Config) (Dataset, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	paths, err := expand(c.all())
+	if err != nil {
+		return nil, err
+	}
+	format := c.Format
+	if format == "" {
+		if format, err = detect(paths); err != nil {
+			return nil, err
+		}
+		if err := (Config{Format: format, Labels: c.Labels, ImageColumn: c.ImageColumn,
+			LabelColumn: c.LabelColumn, Path: "x"}).Validate(); err != nil {
+			return nil, fmt.Errorf("%w (detected format %s)", err, format)
+		}
+	}
+	switch format {
+	case FormatParquet, FormatArrow:
+		files, err := filesOf(paths, format)
+		if err != nil {
+			return nil, err
+		}
+		cols := columns{image: c.ImageColumn, label: c.LabelColumn, labelSet: c.LabelColumn != ""}
+		if cols.image == "" {
+			cols.image = "image"
+		}
+		if cols.label == "" {
+			cols.label = "label"
+		}
+		if format == FormatParquet {
+			return openParquet(files, cols)
+		}
+		return openArrow(files, cols)
+	case FormatFolder:
+		if len(paths) != 1 {
+			return nil, fmt.Errorf("sources: path: a folder dataset takes one folder, got %d paths", len(paths))
+		}
+		return OpenFolder(paths[0])
+	default: // FormatIDX
+		if len(paths) != 1 {
+			return nil, fmt.Errorf("sources: path: an idx dataset takes one images file (and labels), got %d paths", len(paths))
+		}
+		return OpenIDX(paths[0], c.Labels, c.maxPixels())
+	}
+}
+
+func (c Config) all() []string {
+	var ps []string
+	if c.Path != "" {
+		ps = append(ps, c.Path)
+	}
+	return append(ps, c.Paths...)
+}
+
+// expand replaces glob patterns by the paths they match and checks that
+// each path exists. The result is sorted; a path named twice is an error.
+func expand(patterns []string) ([]string, error) {
+	var out []string
+	for _, p := range patterns {
+		if strings.ContainsAny(p, "*?[") {
+			m, err := filepath.Glob(p)
+			if err != nil {
+				return nil, fmt.Errorf("sources: path %q: %w", p, err)
+			}
+			if len(m) == 0 {
+				return nil, fmt.Errorf("sources: path %q: no file matches", p)
+			}
+			out = append(out, m...)
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("sources: %w", err)
+		}
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	for i := 1; i < len(out); i++ {
+		if filepath.Clean(out[i]) == filepath.Clean(out[i-1]) {
+			return nil, fmt.Errorf("sources: %s: listed twice", out[i])
+		}
+	}
+	return out, nil
+}
+
+// extensions of the files of a Parquet or Arrow dataset inside a folder.
+var formatExt = map[string][]string{
+	FormatParquet: {".parquet", ".parq", ".pq"},
+	FormatArrow:   {".arrow", ".arrows", ".ipc", ".feather"},
+}
+
+// detect finds the format of paths: from the first bytes of files, and
+// for a folder, from the data files it holds (else it is an image folder).
+func detect(paths []string) (string, error) {
+	format := ""
+	for _, p := range paths {
+		f, err := detectOne(p)
+		if err != nil {
+			return "", err
+		}
+		if format != "" && f != format {
+			return "", fmt.Errorf("sources: %s: format %s differs from the %s of %s", p, f, format, paths[0])
+		}
+		format = f
+	}
+	return format, nil
+}
+
+func detectOne(p string) (string, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return "", fmt.Errorf("sources: %w", err)
+	}
+	if st.IsDir() {
+		for _, f := range []string{FormatParquet, FormatArrow} {
+			if fs, _ := dataFiles(p, f); len(fs) > 0 {
+				return f, nil
+			}
+		}
+		return FormatFolder, nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return "", fmt.Errorf("sources: %w", err)
+	}
+	defer f.Close()
+	head := make([]byte, 8)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	if len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+		if _, err := f.Seek(0, io.SeekStart); err == nil {
+			if zr, err := gzip.NewReader(f); err == nil {
+				head = make([]byte, 4)
+				n, _ = io.ReadFull(zr, head)
+				head = head[:n]
+			}
+		}
+	}
+	switch {
+	case bytes.HasPrefix(head, []byte("PAR1")):
+		return FormatParquet, nil
+	case bytes.HasPrefix(head, []byte("ARROW1")), bytes.HasPrefix(head, []byte{0xff, 0xff, 0xff, 0xff}):
+		return FormatArrow, nil
+	case len(head) >= 4 && head[0] == 0 && head[1] == 0 && head[2] == 0x08 && (head[3] == 1 || head[3] == 3):
+		return FormatIDX, nil
+	}
+	ext := strings.ToLower(filepath.Ext(p))
+	for f, exts := range formatExt {
+		if slices.Contains(exts, ext) {
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("sources: %s: cannot tell its format from its first bytes or its name; set format", p)
+}
+
+// filesOf lists the data files of paths: files as they are, folders
+// replaced by their data files (not recursively), in sorted order.
+func filesOf(paths []string, format string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("sources: %w", err)
+		}
+		if !st.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		fs, err := dataFiles(p, format)
+		if err != nil {
+			return nil, err
+		}
+		if len(fs) == 0 {
+			return nil, fmt.Errorf("sources: %s: no %s files (%s) in this folder", p, format, strings.Join(formatExt[format], ", "))
+		}
+		out = append(out, fs...)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func dataFiles(dir, format string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("sources: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if slices.Contains(formatExt[format], strings.ToLower(filepath.Ext(e.Name()))) {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,77 @@
+package sources
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/jpeg" // register the JPEG decoder for Decode
+	_ "image/png"  // register the PNG decoder for Decode
+
+	"github.com/contrastream/contrastream/pipeline"
+)
+
+// Decode returns the image of s: s.Image when the source had raw pixels,
+// else s.Encoded decoded as PNG or JPEG. It reads the image's header first
+// and refuses, before decoding, an image of zero size or of more than
+// maxPixels pixels (0 or less: DefaultMaxPixels), so that a decompression
+// bomb costs nothing. Every failure (no bytes, as from a null image cell;
+// bytes that are not an image; zero size; over the limit; corrupt data) is
+// a *pipeline.SkipError naming s.Origin: the sample is to be skipped and
+// counted, not to stop the flow.
+//
+// Decode is safe for concurrent use; it is meant to run inside the
+// augmentation pool, so that decoding runs in parallel.
+func Decode(s pipeline.Sample, maxPixels int) (img image.Image, err error) {
+	if maxPixels <= 0 {
+		maxPixels = DefaultMaxPixels
+	}
+	if s.Image != nil {
+		b := s.Image.Bounds()
+		if err := checkSize(b.Dx(), b.Dy(), maxPixels); err != nil {
+			return nil, pipeline.Skip(s.Origin, err)
+		}
+		return s.Image, nil
+	}
+	if len(s.Encoded) == 0 {
+		return nil, pipeline.Skip(s.Origin, errors.New("no image: null or empty image bytes"))
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			img, err = nil, pipeline.Skip(s.Origin, fmt.Errorf("corrupt image: decoder panicked: %v", r))
+		}
+	}()
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(s.Encoded))
+	if err != nil {
+		if errors.Is(err, image.ErrFormat) {
+			return nil, pipeline.Skip(s.Origin, fmt.Errorf("not a PNG or JPEG image (%d bytes starting %q)", len(s.Encoded), head(s.Encoded)))
+		}
+		return nil, pipeline.Skip(s.Origin, fmt.Errorf("corrupt image header: %w", err))
+	}
+	if err := checkSize(cfg.Width, cfg.Height, maxPixels); err != nil {
+		return nil, pipeline.Skip(s.Origin, err)
+	}
+	img, _, err = image.Decode(bytes.NewReader(s.Encoded))
+	if err != nil {
+		return nil, pipeline.Skip(s.Origin, fmt.Errorf("corrupt %s image: %w", format, err))
+	}
+	if b := img.Bounds(); b.Dx() != cfg.Width || b.Dy() != cfg.Height {
+		return nil, pipeline.Skip(s.Origin, fmt.Errorf("corrupt %s image: header says %d×%d, pixels are %d×%d", format, cfg.Width, cfg.Height, b.Dx(), b.Dy()))
+	}
+	return img, nil
+}
+
+func checkSize(w, h, maxPixels int) error {
+	if w <= 0 || h <= 0 {
+		return fmt.Errorf("zero-size image (%d×%d)", w, h)
+	}
+	if int64(w)*int64(h) > int64(maxPixels) {
+		return fmt.Errorf("image is %d×%d = %d pixels, over the limit of %d (max_pixels)", w, h, int64(w)*int64(h), maxPixels)
+	}
+	return nil
+}
+
+// head returns the first bytes of b, for error messages.
+func head(b []byte) []byte {
+	return b[:min(len(b), 8)]
+}

@@ -1,0 +1,164 @@
+package sources
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/contrastream/contrastream/pipeline"
+)
+
+// folderChunk is the number of files per chunk of an image folder: small,
+// so that shuffling mixes many places of a folder sorted by class.
+const folderChunk = 64
+
+// imageExts are the file name extensions of an image folder's images
+// (compared without regard to case). Other files are ignored.
+var imageExts = []string{".png", ".jpg", ".jpeg"}
+
+// folderDataset is a folder of image files: root/<class>/…/*.png|jpg|jpeg,
+// one sub-folder per class, or a flat folder of unlabeled images. Its file
+// list is made at Open; the files are read in ReadChunk, not decoded.
+type folderDataset struct {
+	root    string
+	files   []string // paths, in Index order
+	labels  []int64  // per file; nil when unlabeled
+	classes []string
+	chunks  []Chunk
+}
+
+// OpenFolder opens an image folder. With sub-folders, each (not hidden)
+// sub-folder is a class: classes sorted by name get the labels 0..n-1, and
+// a class's images are all the image files under its folder, at any depth,
+// in sorted order. Without sub-folders, the folder's own images are the
+// unlabeled dataset. Images beside class folders, a class without images,
+// and a folder without images are errors. Hidden files and folders (".x")
+// are ignored, as are files that are not .png, .jpg or .jpeg.
+func OpenFolder(root string) (Dataset, error) {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("sources: %w", err)
+	}
+	d := &folderDataset{root: root}
+	var loose []string
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		isDir := e.IsDir()
+		if e.Type()&fs.ModeSymlink != 0 {
+			if st, err := os.Stat(filepath.Join(root, name)); err == nil {
+				isDir = st.IsDir()
+			}
+		}
+		switch {
+		case isDir:
+			d.classes = append(d.classes, name)
+		case isImageName(name):
+			loose = append(loose, filepath.Join(root, name))
+		}
+	}
+	if len(d.classes) == 0 {
+		if len(loose) == 0 {
+			return nil, fmt.Errorf("sources: %s: empty dataset: no images (.png, .jpg, .jpeg) and no class folders", root)
+		}
+		slices.Sort(loose)
+		d.files = loose
+	} else {
+		if len(loose) > 0 {
+			return nil, fmt.Errorf("sources: %s: images (%s) beside class folders; move them into a class folder", root, loose[0])
+		}
+		slices.Sort(d.classes)
+		for label, class := range d.classes {
+			files, err := imagesUnder(filepath.Join(root, class))
+			if err != nil {
+				return nil, err
+			}
+			if len(files) == 0 {
+				return nil, fmt.Errorf("sources: %s: class folder %q holds no images (.png, .jpg, .jpeg)", root, class)
+			}
+			d.files = append(d.files, files...)
+			for range files {
+				d.labels = append(d.labels, int64(label))
+			}
+		}
+	}
+	d.chunks = splitRows(0, int64(len(d.files)), folderChunk, func(_ int, first int64) string {
+		return fmt.Sprintf("%s files %d-%d", root, first, min(first+folderChunk, int64(len(d.files)))-1)
+	})
+	return d, nil
+}
+
+func isImageName(name string) bool {
+	return slices.Contains(imageExts, strings.ToLower(filepath.Ext(name)))
+}
+
+// imagesUnder lists the image files under dir, at any depth, sorted. dir
+// itself may be a symbolic link; links below it are not followed.
+func imagesUnder(dir string) ([]string, error) {
+	var out []string
+	// A trailing separator makes WalkDir follow dir when it is a link; the
+	// paths it passes on are clean.
+	root := dir + string(filepath.Separator)
+	err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != root && strings.HasPrefix(e.Name(), ".") {
+			if e.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !e.IsDir() && isImageName(e.Name()) {
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sources: %w", err)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func (d *folderDataset) Name() string         { return filepath.Base(filepath.Clean(d.root)) }
+func (d *folderDataset) Len() int64           { return int64(len(d.files)) }
+func (d *folderDataset) Labeled() bool        { return d.labels != nil }
+func (d *folderDataset) Chunks() []Chunk      { return d.chunks }
+func (d *folderDataset) Close() error         { return nil }
+func (d *folderDataset) ClassNames() []string { return d.classes }
+
+// ReadChunk reads the chunk's files. A file that cannot be read is an
+// error (a structural problem); its content is not looked at.
+func (d *folderDataset) ReadChunk(ctx context.Context, i int) ([]pipeline.Sample, error) {
+	if err := checkChunkIndex(d.root, i, len(d.chunks)); err != nil {
+		return nil, err
+	}
+	ch := d.chunks[i]
+	out := make([]pipeline.Sample, ch.Len)
+	for k := range out {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		idx := ch.First + int64(k)
+		b, err := os.ReadFile(d.files[idx])
+		if err != nil {
+			return nil, fmt.Errorf("sources: %w", err)
+		}
+		s := pipeline.Sample{Index: idx, Label: pipeline.NoLabel, Origin: d.files[idx]}
+		if len(b) > 0 {
+			s.Encoded = b
+		}
+		if d.labels != nil {
+			s.Label = d.labels[idx]
+		}
+		out[k] = s
+	}
+	return out, nil
+}

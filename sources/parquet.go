@@ -1,0 +1,303 @@
+package sources
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/metadata"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/contrastream/contrastream/pipeline"
+)
+
+// parquetDataset reads Parquet files one row group at a time. It keeps each
+// file's metadata (parsed once at Open) and opens the file again for each
+// row group, so it holds no file descriptor between reads and ReadChunk is
+// safe for concurrent use.
+type parquetDataset struct {
+	name    string
+	columns []string // the first file's columns, "name: type"
+	files   []parquetFile
+	chunks  []Chunk
+	where   []rowGroupRef // where[i] locates chunk i
+	labeled bool
+	classes []string
+	n       int64
+}
+
+type parquetFile struct {
+	path   string
+	data   []byte // the file's bytes, for OpenParquetBytes; else nil
+	meta   *metadata.FileMetaData
+	leaves []int // leaf columns to read
+	image  string
+	label  string // "" when unlabeled
+	hf     bool
+	bytes  int // index of "bytes" in the image struct as read
+}
+
+type rowGroupRef struct {
+	file, rowGroup int
+	row0           int64 // row number of the row group's first row in its file
+}
+
+// OpenParquet opens Parquet files (in the order given; Open sorts them)
+// with the given image and label column names ("" means "image" and
+// "label", the label being optional then). See Open.
+func OpenParquet(paths []string, imageColumn, labelColumn string) (Dataset, error) {
+	c := columns{image: imageColumn, label: labelColumn, labelSet: labelColumn != ""}
+	if c.image == "" {
+		c.image = "image"
+	}
+	if c.label == "" {
+		c.label = "label"
+	}
+	return openParquet(paths, c)
+}
+
+// OpenParquetBytes opens a Parquet file held in memory (an embedded file),
+// named name in Origins and errors. data must not be modified while the
+// dataset is in use. Columns are as for OpenParquet.
+func OpenParquetBytes(name string, data []byte, imageColumn, labelColumn string) (Dataset, error) {
+	c := columns{image: imageColumn, label: labelColumn, labelSet: labelColumn != ""}
+	if c.image == "" {
+		c.image = "image"
+	}
+	if c.label == "" {
+		c.label = "label"
+	}
+	if data == nil {
+		data = []byte{} // not nil: nil means "read the file at name"
+	}
+	return openParquetFiles([]string{name}, [][]byte{data}, c)
+}
+
+func openParquet(paths []string, c columns) (Dataset, error) {
+	return openParquetFiles(paths, nil, c)
+}
+
+// openParquetFiles opens files by path, or when data is not nil, from
+// data[i], named paths[i].
+func openParquetFiles(paths []string, data [][]byte, c columns) (_ Dataset, err error) {
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("sources: no Parquet files")
+	}
+	d := &parquetDataset{name: datasetName(paths)}
+	for fi, p := range paths {
+		var b []byte
+		if data != nil {
+			b = data[fi]
+		}
+		pf, classes, cols, err := openParquetMeta(p, b, c)
+		if err != nil {
+			return nil, err
+		}
+		labeled := pf.label != ""
+		if fi == 0 {
+			d.labeled, d.classes, d.columns = labeled, classes, cols
+		} else if labeled != d.labeled {
+			return nil, labelMismatch(p, paths[0], c.label, labeled)
+		}
+		d.files = append(d.files, pf)
+		var row0 int64
+		for rg := range pf.meta.NumRowGroups() {
+			rows := pf.meta.RowGroup(rg).NumRows()
+			if rows < 0 {
+				return nil, fmt.Errorf("sources: %s: row group %d: negative row count %d", p, rg, rows)
+			}
+			if rows > 0 {
+				d.chunks = append(d.chunks, Chunk{First: d.n, Len: rows, Origin: fmt.Sprintf("%s row group %d", p, rg)})
+				d.where = append(d.where, rowGroupRef{file: fi, rowGroup: rg, row0: row0})
+			}
+			row0 += rows
+			d.n += rows
+		}
+	}
+	if d.n == 0 {
+		return nil, fmt.Errorf("sources: %s: empty dataset: no rows", filesName(paths))
+	}
+	return d, nil
+}
+
+// openParquetMeta reads and checks the footer and schema of one file (of
+// data, when not nil).
+func openParquetMeta(p string, data []byte, c columns) (pf parquetFile, classes, cols []string, err error) {
+	defer recoverInto(&err, p)
+	pf = parquetFile{path: p, data: data}
+	r, err := pf.open(nil)
+	if err != nil {
+		return pf, nil, nil, fmt.Errorf("sources: %s: not a readable Parquet file: %w", p, err)
+	}
+	defer r.Close()
+	fr, err := pqarrow.NewFileReader(r, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		return pf, nil, nil, fmt.Errorf("sources: %s: %w", p, err)
+	}
+	sc, err := fr.Schema()
+	if err != nil {
+		return pf, nil, nil, fmt.Errorf("sources: %s: schema: %w", p, err)
+	}
+	for _, f := range sc.Fields() {
+		cols = append(cols, f.Name+": "+f.Type.String())
+	}
+	l, err := c.plan(sc, p)
+	if err != nil {
+		return pf, nil, nil, err
+	}
+	pf.meta, pf.image, pf.hf = r.MetaData(), c.image, l.hf
+	// Read only the leaves needed: image bytes (not the path) and the label.
+	img := fr.Manifest.Fields[l.image]
+	if l.hf {
+		bytesName := sc.Field(l.image).Type.(*arrow.StructType).Field(l.bytesIdx).Name
+		for _, ch := range img.Children {
+			if ch.Field.Name == bytesName {
+				pf.leaves = append(pf.leaves, ch.ColIndex)
+			}
+		}
+	} else {
+		pf.leaves = append(pf.leaves, img.ColIndex)
+	}
+	if l.label >= 0 {
+		pf.label = c.label
+		pf.leaves = append(pf.leaves, fr.Manifest.Fields[l.label].ColIndex)
+		if v := r.MetaData().KeyValueMetadata().FindValue("huggingface"); v != nil {
+			classes = hfClassNames(*v, c.label)
+		}
+	}
+	if slices.Contains(pf.leaves, -1) || len(pf.leaves) != 1+btoi(l.label >= 0) {
+		return pf, nil, nil, fmt.Errorf("sources: %s: cannot locate the Parquet leaf columns of %q", p, c.image)
+	}
+	return pf, classes, cols, nil
+}
+
+// open opens the file, with its metadata when meta is not nil.
+func (pf *parquetFile) open(meta *metadata.FileMetaData) (*file.Reader, error) {
+	var opts []file.ReadOption
+	if meta != nil {
+		opts = append(opts, file.WithMetadata(meta))
+	}
+	if pf.data != nil {
+		return file.NewParquetReader(bytes.NewReader(pf.data), opts...)
+	}
+	return file.OpenParquetFile(pf.path, false, opts...)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (d *parquetDataset) Name() string         { return d.name }
+func (d *parquetDataset) Len() int64           { return d.n }
+func (d *parquetDataset) Labeled() bool        { return d.labeled }
+func (d *parquetDataset) Chunks() []Chunk      { return d.chunks }
+func (d *parquetDataset) Close() error         { return nil }
+func (d *parquetDataset) ClassNames() []string { return d.classes }
+
+// Columns lists the first file's columns as "name: type".
+func (d *parquetDataset) Columns() []string { return d.columns }
+
+// ReadChunk reads one row group: the image bytes and the label, nothing
+// else. Memory is about twice the row group's size while it runs.
+func (d *parquetDataset) ReadChunk(ctx context.Context, i int) (out []pipeline.Sample, err error) {
+	if err := checkChunkIndex(d.name, i, len(d.chunks)); err != nil {
+		return nil, err
+	}
+	ref, ch := d.where[i], d.chunks[i]
+	pf := &d.files[ref.file]
+	defer recoverInto(&err, ch.Origin)
+	r, err := pf.open(pf.meta)
+	if err != nil {
+		return nil, fmt.Errorf("sources: %s: %w", pf.path, err)
+	}
+	defer r.Close()
+	fr, err := pqarrow.NewFileReader(r, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		return nil, fmt.Errorf("sources: %s: %w", pf.path, err)
+	}
+	tbl, err := fr.ReadRowGroups(ctx, pf.leaves, []int{ref.rowGroup})
+	if err != nil {
+		return nil, fmt.Errorf("sources: %s: %w", ch.Origin, err)
+	}
+	defer tbl.Release()
+	if tbl.NumRows() != ch.Len {
+		return nil, fmt.Errorf("sources: %s: read %d rows, the footer says %d", ch.Origin, tbl.NumRows(), ch.Len)
+	}
+	sc := tbl.Schema()
+	imgCol := tbl.Column(sc.FieldIndices(pf.image)[0]).Data()
+	var labels []int64
+	if pf.label != "" {
+		labels = labelValues(tbl.Column(sc.FieldIndices(pf.label)[0]).Data().Chunks())
+	}
+	bytesIdx := 0
+	if pf.hf {
+		st, ok := sc.Field(sc.FieldIndices(pf.image)[0]).Type.(*arrow.StructType)
+		if !ok {
+			return nil, fmt.Errorf("sources: %s: image column read as %s", ch.Origin, sc.Field(0).Type)
+		}
+		if bytesIdx, ok = st.FieldIdx("bytes"); !ok {
+			return nil, fmt.Errorf("sources: %s: image struct read without its bytes", ch.Origin)
+		}
+	}
+	// The image column may come in several chunks; labels were flattened.
+	out = make([]pipeline.Sample, 0, ch.Len)
+	var off int64
+	for _, img := range imgCol.Chunks() {
+		var lab []int64
+		if labels != nil {
+			if off+int64(img.Len()) > int64(len(labels)) {
+				return nil, fmt.Errorf("sources: %s: fewer labels (%d) than images", ch.Origin, len(labels))
+			}
+			lab = labels[off : off+int64(img.Len())]
+		}
+		s, err := samples(img, lab, pf.hf, bytesIdx, ch.First+off, ref.row0+off, pf.path)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s...)
+		off += int64(img.Len())
+	}
+	return out, nil
+}
+
+// recoverInto turns a panic of the Arrow or Parquet libraries (seen on
+// corrupt files) into an error naming where.
+func recoverInto(err *error, where string) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("sources: %s: corrupt data (the reader panicked: %v)", where, r)
+	}
+}
+
+// labelMismatch is the error for files that disagree on having labels.
+func labelMismatch(file, first, label string, labeled bool) error {
+	if labeled {
+		return fmt.Errorf("sources: %s has a label column %q but %s has none; all files must agree", file, label, first)
+	}
+	return fmt.Errorf("sources: %s has no label column %q but %s has one; all files must agree", file, label, first)
+}
+
+// filesName names files in an error: the path, or the first path and how
+// many others.
+func filesName(paths []string) string {
+	if len(paths) == 1 {
+		return paths[0]
+	}
+	return fmt.Sprintf("%s and %d more files", paths[0], len(paths)-1)
+}
+
+// datasetName names a dataset of files: the file's name, or the first
+// file's name and how many there are.
+func datasetName(paths []string) string {
+	if len(paths) == 1 {
+		return filepath.Base(paths[0])
+	}
+	return fmt.Sprintf("%s (+%d files)", filepath.Base(paths[0]), len(paths)-1)
+}
