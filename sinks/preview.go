@@ -1,0 +1,106 @@
+package sinks
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/contrastream/contrastream/pipeline"
+)
+
+// ViewImage turns a normalised CHW view back into a picture: each channel is
+// multiplied by std and shifted by mean (one value for all channels, or one
+// per channel), clipped to [0,1]. One channel gives a gray image, three an
+// RGB image.
+func ViewImage(v pipeline.View, mean, std []float64) (image.Image, error) {
+	if v.C != 1 && v.C != 3 {
+		return nil, fmt.Errorf("view has %d channels; want 1 or 3", v.C)
+	}
+	if len(v.Data) != v.C*v.H*v.W {
+		return nil, fmt.Errorf("view data has %d values; want %d×%d×%d", len(v.Data), v.C, v.H, v.W)
+	}
+	at := func(s []float64, c int, def float64) float64 {
+		switch len(s) {
+		case 0:
+			return def
+		case 1:
+			return s[0]
+		default:
+			return s[c]
+		}
+	}
+	px := func(c, i int) uint8 {
+		x := float64(v.Data[c*v.H*v.W+i])*at(std, c, 1) + at(mean, c, 0)
+		return uint8(math.Round(255 * min(1, max(0, x))))
+	}
+	r := image.Rect(0, 0, v.W, v.H)
+	if v.C == 1 {
+		g := image.NewGray(r)
+		for i := range g.Pix {
+			g.Pix[i] = px(0, i)
+		}
+		return g, nil
+	}
+	rgb := image.NewRGBA(r)
+	for i := 0; i < v.H*v.W; i++ {
+		rgb.Pix[4*i], rgb.Pix[4*i+1], rgb.Pix[4*i+2], rgb.Pix[4*i+3] = px(0, i), px(1, i), px(2, i), 255
+	}
+	return rgb, nil
+}
+
+// Grid lays images out in rows, each scaled (nearest neighbour, so pixels
+// stay visible) to cell×cell with a gap of pad pixels on a white ground.
+// Rows may have different lengths. A typical preview row is the original
+// image beside its two augmented views.
+func Grid(rows [][]image.Image, cell, pad int) *image.RGBA {
+	cols := 0
+	for _, r := range rows {
+		cols = max(cols, len(r))
+	}
+	out := image.NewRGBA(image.Rect(0, 0, pad+cols*(cell+pad), pad+len(rows)*(cell+pad)))
+	draw.Draw(out, out.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
+	for y, r := range rows {
+		for x, img := range r {
+			if img == nil {
+				continue
+			}
+			x0, y0 := pad+x*(cell+pad), pad+y*(cell+pad)
+			b := img.Bounds()
+			for j := 0; j < cell; j++ {
+				sy := b.Min.Y + j*b.Dy()/cell
+				for i := 0; i < cell; i++ {
+					sx := b.Min.X + i*b.Dx()/cell
+					out.Set(x0+i, y0+j, img.At(sx, sy))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// WritePNG writes img to path atomically (a temporary file in the same
+// folder, then a rename), so a reader never sees half a picture.
+func WritePNG(path string, img image.Image) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if err := png.Encode(tmp, img); err != nil {
+		tmp.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
