@@ -14,8 +14,10 @@ import (
 // to read and how to stream it. The flow's seed and epochs apply.
 type DatasetConfig struct {
 	// Config says which dataset: path (a file, folder or glob, or
-	// "builtin:train" / "builtin:test"), format, columns, pixel limit.
-	// Default path: builtin:train.
+	// "builtin:train" / "builtin:test"), format, columns. Default path:
+	// builtin:train. Its max_pixels limits IDX images when the file is
+	// opened; encoded images are decoded, and limited, by the augment
+	// stage's max_pixels.
 	sources.Config `yaml:",inline"`
 	// Order is "shuffle" (a new seeded permutation each epoch) or
 	// "sequential" (Index order). Default "shuffle".

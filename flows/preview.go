@@ -58,14 +58,18 @@ func Preview(ctx context.Context, spec *pipeline.Spec, n int) ([]PreviewRow, err
 	var rows []PreviewRow
 	errEnough := errors.New("enough")
 	err = sources.Each(ctx, ds, src.stream(spec.Seed, 1), func(s pipeline.Sample) error {
-		img, err := sources.Decode(s, src.MaxPixels)
-		if err != nil {
-			return nil // a bad sample: skip it
+		img, err := sources.Decode(s, acfg.MaxPixels) // the limit the augment stage applies
+		if pipeline.IsSkip(err) {
+			return nil // a bad sample, as training would skip it
+		} else if err != nil {
+			return err
 		}
 		s.Image = img
 		p, err := aug.Pair(s, spec.Seed)
-		if err != nil {
+		if pipeline.IsSkip(err) {
 			return nil
+		} else if err != nil {
+			return err
 		}
 		row := PreviewRow{Index: s.Index, Label: s.Label, Images: [3]image.Image{img}}
 		for v := range 2 {

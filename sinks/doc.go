@@ -1,14 +1,17 @@
-// Package sinks is where a flow's results go: checkpoints, metrics,
-// embeddings, previews, plots and the HTML report, the progress display,
-// and datasets written as Parquet.
+// Package sinks is where a flow's results go. A sink consumes what the
+// stages before it produce and never changes training state.
 //
-// A sink consumes what the training stages produce and never changes
-// training state.
+// Today it holds:
 //
-// The dataset writer (DatasetWriter, CreateDataset) converts a dataset
-// read by package sources (an IDX file, an image folder) into Parquet in
-// the Hugging Face image layout, which package sources reads back and the
-// Hugging Face datasets library loads as an Image feature and a
-// ClassLabel; writes to a path are atomic (temporary file, fsync, rename).
-// It is how the built-in dataset is made from Fashion-MNIST.
+//   - the dataset writer (DatasetWriter, CreateDataset), which writes images
+//     and labels as Parquet in the Hugging Face image layout, which package
+//     sources reads back and the Hugging Face datasets library loads as an
+//     Image feature and a ClassLabel; writes to a path are atomic
+//     (temporary file, fsync, rename). The built-in dataset was made with it.
+//   - pictures: ViewImage turns a normalised view back into an image, Grid
+//     lays images out for a preview, WritePNG writes one atomically.
+//   - the progress display (Progress) of long commands.
+//
+// Checkpoints, metrics logs, embeddings and the report come with the
+// training stages.
 package sinks

@@ -10,6 +10,10 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/image/font"
+	"golang.org/x/image/font/basicfont"
+	"golang.org/x/image/math/fixed"
+
 	"github.com/contrastream/contrastream/pipeline"
 )
 
@@ -53,6 +57,24 @@ func ViewImage(v pipeline.View, mean, std []float64) (image.Image, error) {
 	return rgb, nil
 }
 
+// TitledGrid is Grid with a line of text above each column (or none where
+// a title is ""), in a 7×13 pixel font.
+func TitledGrid(titles []string, rows [][]image.Image, cell, pad int) *image.RGBA {
+	const lineH = 16
+	g := Grid(rows, cell, pad)
+	out := image.NewRGBA(image.Rect(0, 0, g.Bounds().Dx(), g.Bounds().Dy()+lineH))
+	draw.Draw(out, out.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
+	draw.Draw(out, g.Bounds().Add(image.Pt(0, lineH)), g, image.Point{}, draw.Src)
+	d := &font.Drawer{Dst: out, Src: image.NewUniform(color.Black), Face: basicfont.Face7x13}
+	for i, t := range titles {
+		w := d.MeasureString(t).Ceil()
+		x := pad + i*(cell+pad) + max(0, (cell-w)/2)
+		d.Dot = fixed.P(x, lineH-3)
+		d.DrawString(t)
+	}
+	return out
+}
+
 // Grid lays images out in rows, each scaled (nearest neighbour, so pixels
 // stay visible) to cell×cell with a gap of pad pixels on a white ground.
 // Rows may have different lengths. A typical preview row is the original
@@ -84,7 +106,8 @@ func Grid(rows [][]image.Image, cell, pad int) *image.RGBA {
 }
 
 // WritePNG writes img to path atomically (a temporary file in the same
-// folder, then a rename), so a reader never sees half a picture.
+// folder, fsync, rename, fsync of the folder), so a reader never sees half a
+// picture. The file is readable by everyone (0644).
 func WritePNG(path string, img image.Image) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
@@ -102,5 +125,12 @@ func WritePNG(path string, img image.Image) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil { // CreateTemp makes it 0600
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	syncDir(filepath.Dir(path))
+	return nil
 }

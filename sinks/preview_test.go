@@ -61,8 +61,33 @@ func TestGridAndWritePNG(t *testing.T) {
 	if err != nil || back.Bounds() != g.Bounds() {
 		t.Fatalf("read back %v, %v", back.Bounds(), err)
 	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("mode %v, %v; want 0644", st.Mode(), err)
+	}
 	entries, _ := os.ReadDir(filepath.Dir(path))
 	if len(entries) != 1 {
 		t.Errorf("folder holds %d entries; the temporary file was left behind", len(entries))
+	}
+}
+
+func TestTitledGrid(t *testing.T) {
+	cell := image.NewGray(image.Rect(0, 0, 4, 4))
+	g := TitledGrid([]string{"original", "view 1"}, [][]image.Image{{cell, cell}}, 64, 4)
+	if g.Bounds().Dx() != 4+2*68 || g.Bounds().Dy() != 16+4+68 {
+		t.Fatalf("bounds %v", g.Bounds())
+	}
+	dark := 0
+	for y := 0; y < 16; y++ {
+		for x := 0; x < g.Bounds().Dx(); x++ {
+			if g.RGBAAt(x, y).R < 128 {
+				dark++
+			}
+		}
+	}
+	if dark < 20 {
+		t.Errorf("%d dark pixels in the title line: no text drawn", dark)
+	}
+	if c := g.RGBAAt(10, 16+10); c.R != 0 {
+		t.Errorf("the grid is not below the titles: %v", c)
 	}
 }

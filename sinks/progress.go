@@ -28,6 +28,10 @@ type Progress struct {
 	Every time.Duration
 	// Extra, when set, is called at each draw and its text appended.
 	Extra func() string
+	// Count, when set, is called at each draw for the number of items done,
+	// instead of the caller calling Add or Set (for work whose progress can
+	// be read, such as a flow's metrics).
+	Count func() int64
 
 	w     io.Writer
 	tty   bool
@@ -107,6 +111,9 @@ func (p *Progress) Done() {
 
 // Line renders the current state without drawing it.
 func (p *Progress) Line() string {
+	if p.Count != nil {
+		p.Set(p.Count())
+	}
 	p.mu.Lock()
 	done, total := p.done, p.Total
 	p.mu.Unlock()

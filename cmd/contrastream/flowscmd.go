@@ -19,8 +19,8 @@ func runFlows(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch {
 	case *kinds:
 		for _, k := range pipeline.DefaultRegistry.Kinds() {
-			io := k.Accepts + " → " + k.Produces
-			fmt.Fprintf(stdout, "%-10s %-7s %-16s %s\n", k.Name, k.Role, strings.TrimSpace(io), k.Doc)
+			elems := k.Accepts + " → " + k.Produces
+			fmt.Fprintf(stdout, "%-10s %-7s %-16s %s\n", k.Name, k.Role, strings.TrimSpace(elems), k.Doc)
 		}
 		return nil
 	case fs.NArg() == 0:

@@ -90,7 +90,7 @@ func TestIngestInspectPreview(t *testing.T) {
 	}
 	img, err := png.Decode(f)
 	f.Close()
-	if err != nil || img.Bounds().Dx() != 4+3*(96+4) || img.Bounds().Dy() != 4+2*(96+4) {
+	if err != nil || img.Bounds().Dx() != 4+3*(96+4) || img.Bounds().Dy() != 16+4+2*(96+4) {
 		t.Fatalf("preview PNG: %v, %v", img.Bounds(), err)
 	}
 	if err := png.Encode(&pngBytes, img); err != nil {
@@ -114,7 +114,7 @@ func TestIngestInspectPreview(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("inspect: code %d: %s", code, stderr)
 	}
-	for _, want := range []string{"rows     3", "png: 3", "304×204×3: 3", "labels   2", "bad      0"} {
+	for _, want := range []string{"rows     3", "png: 3", "304×220×3: 3", "labels   2", "bad      0"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, stdout)
 		}

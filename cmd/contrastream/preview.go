@@ -40,7 +40,7 @@ func runPreview(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for i, r := range rows {
 		grid[i] = r.Images[:]
 	}
-	if err := sinks.WritePNG(*out, sinks.Grid(grid, *cell, 4)); err != nil {
+	if err := sinks.WritePNG(*out, sinks.TitledGrid([]string{"original", "view 1", "view 2"}, grid, *cell, 4)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s: %d samples, each as original | view 1 | view 2\n", *out, len(rows))

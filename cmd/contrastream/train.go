@@ -58,22 +58,10 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !*quiet {
 		prog = (&sinks.Progress{Label: "train " + spec.Name, Unit: "samples", Total: perEpoch * int64(spec.Epochs),
 			Extra: func() string { return stageShare(f.Metrics()) }}).Start(stderr)
-		go func() {
-			t := time.NewTicker(100 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-t.C:
-					prog.Set(f.Metrics()[0].Out)
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
+		prog.Count = func() int64 { return f.Metrics()[0].Out }
 	}
 	err = f.Run(ctx)
 	if prog != nil {
-		prog.Set(f.Metrics()[0].Out)
 		prog.Done()
 	}
 	if err != nil {

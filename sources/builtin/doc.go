@@ -6,12 +6,15 @@
 // Fashion-MNIST is © Zalando SE, released under the MIT licence
 // (https://github.com/zalandoresearch/fashion-mnist); see data/LICENSE. The
 // files were made by the project's own ingest from Debian's
-// dataset-fashion-mnist package:
+// dataset-fashion-mnist package (the first 1000, resp. 200, images of each
+// class in file order), byte for byte:
 //
-//	contrastream ingest --per-class 1000 --out sources/builtin/data/train.parquet \
-//	    --labels /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz \
-//	    /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
-//	contrastream ingest --per-class 200 --out sources/builtin/data/test.parquet \
-//	    --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz \
-//	    /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+//	F=/usr/share/datasets/fashion-mnist
+//	C="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"
+//	go run ./cmd/contrastream ingest --classes "$C" --per-class 1000 \
+//	    --out sources/builtin/data/train.parquet \
+//	    --labels $F/train-labels-idx1-ubyte.gz $F/train-images-idx3-ubyte.gz
+//	go run ./cmd/contrastream ingest --classes "$C" --per-class 200 \
+//	    --out sources/builtin/data/test.parquet \
+//	    --labels $F/t10k-labels-idx1-ubyte.gz $F/t10k-images-idx3-ubyte.gz
 package builtin
