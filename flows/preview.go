@@ -48,13 +48,7 @@ func Preview(ctx context.Context, spec *pipeline.Spec, n int) ([]PreviewRow, err
 		return nil, err
 	}
 	defer ds.Close()
-	mean, std := acfg.Mean, acfg.Std
-	if mean == nil {
-		mean = []float64{augment.DefaultMean}
-	}
-	if std == nil {
-		std = []float64{augment.DefaultStd}
-	}
+	mean, std := aug.Normalization()
 	var rows []PreviewRow
 	errEnough := errors.New("enough")
 	err = sources.Each(ctx, ds, src.stream(spec.Seed, 1), func(s pipeline.Sample) error {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"slices"
 	"sync"
 
 	"github.com/contrastream/contrastream/pipeline"
@@ -43,10 +44,10 @@ func New(cfg Config) (*Augmenter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("augment: %w", err)
 	}
-	a := &Augmenter{p: cfg.params(), maxPixels: cfg.MaxPixels}
-	if a.maxPixels == 0 {
-		a.maxPixels = sources.DefaultMaxPixels
-	}
+	a := &Augmenter{p: cfg.params()}
+	a.maxPixels = a.p.effectiveMaxPixels()
+	// Own copies: the caller may reuse cfg's slices.
+	a.p.mean, a.p.std = slices.Clone(a.p.mean), slices.Clone(a.p.std)
 	for _, c := range []int{1, 3} {
 		a.mean[c] = perChannel(a.p.mean, c)
 		a.std[c] = perChannel(a.p.std, c)
@@ -76,6 +77,15 @@ func perChannel(v []float64, c int) []float32 {
 // Workers is the number of workers of the stage.
 func (a *Augmenter) Workers() int { return a.p.workers }
 
+// Normalization returns the mean and std the views are normalised with,
+// (x − mean) / std, as the config gives them with the defaults filled in:
+// one value for every channel, or one per channel. A caller that turns a
+// view back into an image (a preview) should use these rather than copy
+// the defaults. The slices are new copies, owned by the caller.
+func (a *Augmenter) Normalization() (mean, std []float64) {
+	return slices.Clone(a.p.mean), slices.Clone(a.p.std)
+}
+
 var errEmpty = errors.New("empty image")
 
 // channels returns the output and source-plane channel counts for img.
@@ -97,11 +107,16 @@ func (a *Augmenter) channels(img image.Image) (out, src int) {
 
 // View writes into dst the augmented view number view of img, for the
 // sample at index of epoch, under seed. dst.Data is reused when its
-// capacity suffices. The same arguments always give the same floats.
+// capacity suffices. The same arguments always give the same floats. An
+// empty image, or with the default Size one whose shorter side is over
+// MaxSize, is an error (View does not decode, so it is not a skip).
 func (a *Augmenter) View(img image.Image, seed int64, epoch int, index int64, view int, dst *pipeline.View) error {
 	b := img.Bounds()
 	if b.Empty() {
 		return errEmpty
+	}
+	if err := a.checkSize(b); err != nil {
+		return err
 	}
 	sc := a.scratch.Get().(*scratch)
 	defer a.scratch.Put(sc)
@@ -111,8 +126,9 @@ func (a *Augmenter) View(img image.Image, seed int64, epoch int, index int64, vi
 }
 
 // Pair decodes s (with sources.Decode, when s.Image is nil) and returns its
-// two views, made with seed. A sample that cannot be decoded, is empty or
-// has more than MaxPixels pixels gives a *pipeline.SkipError.
+// two views, made with seed. A sample that cannot be decoded, is empty,
+// has more than MaxPixels pixels or, with the default Size, has a shorter
+// side over MaxSize gives a *pipeline.SkipError.
 // The returned views are newly allocated and owned by the caller.
 func (a *Augmenter) Pair(s pipeline.Sample, seed int64) (pipeline.Pair, error) {
 	sc := a.scratch.Get().(*scratch)
@@ -123,10 +139,10 @@ func (a *Augmenter) Pair(s pipeline.Sample, seed int64) (pipeline.Pair, error) {
 func (a *Augmenter) pair(s pipeline.Sample, seed int64, sc *scratch) (pipeline.Pair, error) {
 	img, err := sources.Decode(s, a.maxPixels)
 	if err != nil {
-		if !pipeline.IsSkip(err) {
-			err = pipeline.Skip(s.Origin, err)
-		}
-		return pipeline.Pair{}, err
+		return pipeline.Pair{}, err // a *pipeline.SkipError: Decode's every failure is one
+	}
+	if err := a.checkSize(img.Bounds()); err != nil {
+		return pipeline.Pair{}, pipeline.Skip(s.Origin, err)
 	}
 	outC, srcC := a.channels(img)
 	loadPlanes(img, srcC, &sc.src)
@@ -141,6 +157,17 @@ func (a *Augmenter) pair(s pipeline.Sample, seed int64, sc *scratch) (pipeline.P
 		}
 	}
 	return p, nil
+}
+
+// checkSize refuses, with the default Size, an image whose views would be
+// over MaxSize on a side.
+func (a *Augmenter) checkSize(b image.Rectangle) error {
+	w, h := b.Dx(), b.Dy()
+	if s := min(w, h); a.p.size == 0 && s > MaxSize {
+		return fmt.Errorf("image is %d×%d: with the default size its views would be %d×%d, over the limit of %d×%d; set size",
+			w, h, s, s, MaxSize, MaxSize)
+	}
+	return nil
 }
 
 func (a *Augmenter) size(src *planes) int {
@@ -243,7 +270,7 @@ func (a *Augmenter) view(sc *scratch, outC int, key uint64, dst *pipeline.View) 
 		if r.bernoulli(p.blurP) {
 			flush()
 			sigma := r.uniform(p.sigma[0], p.sigma[1])
-			sc.kern = gaussian(sc.kern, sigma)
+			sc.kern = gaussian(sc.kern, sigma, size-1)
 			sc.tmp = grow(sc.tmp, n)
 			blur(d, sc.tmp, outC, size, sc.kern)
 		}

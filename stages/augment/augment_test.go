@@ -2,12 +2,14 @@ package augment
 
 import (
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -206,17 +208,46 @@ func TestFullCropEqualsResize(t *testing.T) {
 	}
 }
 
+// boxFits reports whether box b of a W×H image can be the rounding (half
+// a pixel at most on each side) of a box whose area fraction is in scale
+// and whose log aspect ratio is in [log ratio[0], log ratio[1]].
+func boxFits(b cropBox, W, H int, scale, ratio [2]float64) error {
+	w, h, area := float64(b.w), float64(b.h), float64(W*H)
+	const eps = 1e-9
+	if lo, hi := (w-0.5)*(h-0.5)/area, (w+0.5)*(h+0.5)/area; lo > scale[1]+eps || hi < scale[0]-eps {
+		return fmt.Errorf("box %+v: area fraction %.3f (rounding: %.3f–%.3f) outside scale %v", b, w*h/area, lo, hi, scale)
+	}
+	lo, hi := math.Log((w-0.5)/(h+0.5)), math.Log((w+0.5)/(h-0.5))
+	if lo > math.Log(ratio[1])+eps || hi < math.Log(ratio[0])-eps {
+		return fmt.Errorf("box %+v: log aspect %.3f (rounding: %.3f–%.3f) outside log ratio [%.3f, %.3f]",
+			b, math.Log(w/h), lo, hi, math.Log(ratio[0]), math.Log(ratio[1]))
+	}
+	return nil
+}
+
 func TestCropBox(t *testing.T) {
+	// boxFits itself rejects a box too large for scale and one too wide
+	// for ratio.
+	if boxFits(cropBox{0, 0, 28, 28}, 28, 28, [2]float64{0.3, 0.5}, [2]float64{0.75, 4.0 / 3}) == nil ||
+		boxFits(cropBox{0, 0, 28, 14}, 28, 28, [2]float64{0.3, 1}, [2]float64{0.75, 4.0 / 3}) == nil {
+		t.Fatal("boxFits accepts boxes outside scale or ratio")
+	}
 	for _, tc := range []struct {
 		name         string
 		w, h         int
 		scale, ratio [2]float64
+		// minSampled is the fewest of 500 boxes that must be drawn
+		// rather than the fallback.
+		minSampled int
 	}{
-		{"fmnist", 28, 28, [2]float64{0.3, 1}, [2]float64{3.0 / 4, 4.0 / 3}},
-		{"wide", 60, 20, [2]float64{0.08, 1}, [2]float64{3.0 / 4, 4.0 / 3}},
-		{"fallback", 6, 4, [2]float64{1, 1}, [2]float64{1, 1}},
+		{"fmnist", 28, 28, [2]float64{0.3, 1}, [2]float64{3.0 / 4, 4.0 / 3}, 450},
+		{"wide", 60, 20, [2]float64{0.08, 1}, [2]float64{3.0 / 4, 4.0 / 3}, 400},
+		{"tall ratio", 40, 30, [2]float64{0.1, 0.5}, [2]float64{0.3, 0.5}, 450},
+		{"fallback", 6, 4, [2]float64{1, 1}, [2]float64{1, 1}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			fb := fallbackCrop(tc.w, tc.h, tc.ratio)
+			sampled := 0
 			for i := range 500 {
 				r := newRNG(uint64(i), streamCrop)
 				b := sampleCrop(&r, tc.w, tc.h, tc.scale, tc.ratio)
@@ -226,6 +257,18 @@ func TestCropBox(t *testing.T) {
 				if tc.name == "fallback" && b != (cropBox{1, 0, 4, 4}) {
 					t.Fatalf("fallback box %+v, want the centre 4×4", b)
 				}
+				if b == fb {
+					// The documented fallback: a centre crop whose area
+					// need not be in scale.
+					continue
+				}
+				sampled++
+				if err := boxFits(b, tc.w, tc.h, tc.scale, tc.ratio); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if sampled < tc.minSampled {
+				t.Fatalf("%d of 500 boxes drawn, the rest the fallback; want at least %d drawn", sampled, tc.minSampled)
 			}
 		})
 	}
@@ -581,6 +624,14 @@ func TestValidate(t *testing.T) {
 		{"std", Config{Std: []float64{}}},
 		{"workers", Config{Workers: -2}},
 		{"max_pixels", Config{MaxPixels: -1}},
+		// Bounds on what a value may cost.
+		{"size", Config{Size: MaxSize + 1}},
+		{"size", Config{Size: 50000}},
+		{"size", Config{Size: 101, MaxPixels: 100 * 100}},
+		{"blur.sigma", Config{Blur: BlurConfig{Sigma: [2]float64{1, MaxSigma + 1}}}},
+		{"blur.sigma", Config{Blur: BlurConfig{Sigma: [2]float64{1e6, 1e6}}}},
+		{"workers", Config{Workers: MaxWorkers + 1}},
+		{"max_pixels", Config{MaxPixels: MaxMaxPixels + 1}},
 	} {
 		t.Run(tc.field, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -595,6 +646,112 @@ func TestValidate(t *testing.T) {
 	}
 	if err := (Config{}).Validate(); err != nil {
 		t.Fatalf("zero Config: %v", err)
+	}
+	// Each bound itself is allowed.
+	for _, cfg := range []Config{
+		{Size: MaxSize},
+		{Size: 100, MaxPixels: 100 * 100},
+		{Blur: BlurConfig{Sigma: [2]float64{MaxSigma, MaxSigma}}},
+		{Workers: MaxWorkers},
+		{MaxPixels: MaxMaxPixels},
+	} {
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%+v: %v", cfg, err)
+		}
+	}
+}
+
+// TestDefaultSizeLimit: with the default Size, an image whose shorter side
+// is over MaxSize is skipped (View: an error) before a pixel is read; with
+// Size set, or a shorter side within MaxSize, it is not refused.
+func TestDefaultSizeLimit(t *testing.T) {
+	// No pixels behind the bounds: reading one would panic.
+	huge := &image.Gray{Rect: image.Rect(0, 0, 6000, MaxSize+1)}
+	a := mustNew(t, Config{})
+	_, err := a.Pair(pipeline.Sample{Origin: "photo.jpg", Image: huge}, 1)
+	var se *pipeline.SkipError
+	if !errors.As(err, &se) || se.Origin != "photo.jpg" || !strings.Contains(err.Error(), "set size") ||
+		!strings.Contains(err.Error(), "4097×4097") {
+		t.Fatalf("err = %v, want a SkipError for photo.jpg saying to set size", err)
+	}
+	var v pipeline.View
+	if err := a.View(huge, 1, 0, 0, 0, &v); err == nil || !strings.Contains(err.Error(), "set size") {
+		t.Fatalf("View: err = %v, want one saying to set size", err)
+	}
+	if err := a.checkSize(image.Rect(0, 0, 9000, MaxSize)); err != nil {
+		t.Fatalf("shorter side %d: %v", MaxSize, err)
+	}
+	if err := mustNew(t, Config{Size: 16}).checkSize(huge.Rect); err != nil {
+		t.Fatalf("Size 16: %v", err)
+	}
+	// A long thin image is fine: its views are as small as its short side.
+	p, err := a.Pair(pipeline.Sample{Image: gradient(MaxSize+50, 2)}, 1)
+	if err != nil || p.Views[0].H != 2 {
+		t.Fatalf("%d×2 image: %v, views %d×%d", MaxSize+50, err, p.Views[0].H, p.Views[0].W)
+	}
+}
+
+// TestBlurRadiusCapped: a large σ on a small view uses a kernel no wider
+// than the view, normalised, and gives a finite, nearly flat view.
+func TestBlurRadiusCapped(t *testing.T) {
+	k := gaussian(nil, MaxSigma, 9)
+	var sum float64
+	for _, w := range k {
+		sum += float64(w)
+	}
+	if len(k) != 19 || math.Abs(sum-1) > 1e-5 {
+		t.Fatalf("σ %d capped at radius 9: %d taps summing to %v, want 19 and 1", MaxSigma, len(k), sum)
+	}
+	if k := gaussian(nil, 1, 100); len(k) != 7 {
+		t.Fatalf("σ 1: %d taps, want 7 (radius 3)", len(k))
+	}
+	if k := gaussian(nil, 1, 0); len(k) != 1 || k[0] != 1 {
+		t.Fatalf("radius 0: %v, want [1]", k)
+	}
+	cfg := plain()
+	cfg.Blur = BlurConfig{P: 1, Sigma: [2]float64{MaxSigma, MaxSigma}}
+	v := view(t, cfg, fashion(t, 0))
+	lo, hi := v.Data[0], v.Data[0]
+	for _, x := range v.Data {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	if math.IsNaN(float64(lo)) || hi-lo > 0.2 {
+		t.Fatalf("σ %d on 28×28: values %v–%v, want nearly flat", MaxSigma, lo, hi)
+	}
+}
+
+func TestNormalization(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cfg       Config
+		mean, std []float64
+	}{
+		{"defaults", Config{}, []float64{DefaultMean}, []float64{DefaultStd}},
+		{"one value", Config{Mean: []float64{0.5}, Std: []float64{0.25}}, []float64{0.5}, []float64{0.25}},
+		{"per channel", Config{Mean: []float64{0.4, 0.5, 0.6}}, []float64{0.4, 0.5, 0.6}, []float64{DefaultStd}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := mustNew(t, tc.cfg)
+			mean, std := a.Normalization()
+			if !slices.Equal(mean, tc.mean) || !slices.Equal(std, tc.std) {
+				t.Fatalf("Normalization() = %v, %v; want %v, %v", mean, std, tc.mean, tc.std)
+			}
+			// The slices are the caller's: changing them changes nothing.
+			mean[0], std[0] = 99, 99
+			if m, s := a.Normalization(); m[0] != tc.mean[0] || s[0] != tc.std[0] {
+				t.Fatal("Normalization returned the Augmenter's own slices")
+			}
+			if tc.cfg.Mean != nil && tc.cfg.Mean[0] != tc.mean[0] {
+				t.Fatal("Normalization returned the Config's slice")
+			}
+			// Nor does changing the Config's slices after New.
+			if tc.cfg.Mean != nil {
+				tc.cfg.Mean[0] = 42
+				if m, _ := a.Normalization(); m[0] != tc.mean[0] {
+					t.Fatal("the Augmenter shares the Config's Mean")
+				}
+			}
+		})
 	}
 }
 

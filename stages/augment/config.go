@@ -6,22 +6,33 @@ import (
 	"runtime"
 
 	"github.com/contrastream/contrastream/pipeline"
+	"github.com/contrastream/contrastream/sources"
 )
 
 // Config describes the augmentation recipe. Its zero value is the recipe of
-// ../shared/reference/torch_reference.py: random resized crop (area scale
-// U(0.3, 1), log-uniform aspect ratio in (3/4, 4/3), bilinear), horizontal
-// flip with p = 0.5, brightness then contrast jitter with factors U(0.6, 1.4)
-// always applied, and normalisation (x − 0.286) / 0.353.
+// the PyTorch reference, cmd/reference/torch_reference.py in this
+// repository: random resized crop (area scale U(0.3, 1), log-uniform aspect
+// ratio in (3/4, 4/3), bilinear), horizontal flip with p = 0.5, brightness
+// then contrast jitter with factors U(0.6, 1.4) always applied, and
+// normalisation (x − 0.286) / 0.353.
 //
 // A field whose default is not zero and for which zero is a meaningful
 // setting is a pointer: nil means the default, and Float(0) (YAML: 0) turns
 // it off. Every other field uses its zero value for its default.
+//
+// Validate bounds every field that sets a size or a cost, so that no value
+// from a flow file or --set can make a view take gigabytes or a kernel take
+// minutes: Size ≤ MaxSize and Size² ≤ MaxPixels, Blur.Sigma ≤ MaxSigma,
+// Workers ≤ MaxWorkers, MaxPixels ≤ MaxMaxPixels.
 type Config struct {
-	// Size is the side of the square output views. Default: the input
-	// image's shorter side, per image; set it for datasets whose images
-	// differ in size, since batches need one shape. An input that is not
-	// square is resized to Size×Size (after the crop, when one is taken).
+	// Size is the side of the square output views, at most MaxSize and
+	// with Size² at most MaxPixels. Default: the input image's shorter
+	// side, per image; set it for datasets whose images differ in size,
+	// since batches need one shape. With the default, a sample whose
+	// shorter side is over MaxSize is skipped (a *pipeline.SkipError that
+	// says to set size), since its views alone would take gigabytes. An
+	// input that is not square is resized to Size×Size (after the crop,
+	// when one is taken).
 	Size int `yaml:"size"`
 	// Channels is the number of output channels, 1 or 3. Default: 1 for a
 	// gray input image (image.Gray, image.Gray16), 3 otherwise. A gray image
@@ -51,11 +62,13 @@ type Config struct {
 	// Std divides every pixel after Mean is subtracted: one value for all
 	// channels or one per channel, each > 0. Default [0.353].
 	Std []float64 `yaml:"std"`
-	// Workers is the number of goroutines of the augmentation stage.
-	// Default runtime.GOMAXPROCS(0) at New.
+	// Workers is the number of goroutines of the augmentation stage, at
+	// most MaxWorkers. Default runtime.GOMAXPROCS(0) at New (at most
+	// MaxWorkers).
 	Workers int `yaml:"workers"`
 	// MaxPixels is the largest image (width × height) that is decoded;
-	// a larger one is skipped. Default sources.DefaultMaxPixels.
+	// a larger one is skipped. At most MaxMaxPixels. Default
+	// sources.DefaultMaxPixels.
 	MaxPixels int `yaml:"max_pixels"`
 }
 
@@ -106,12 +119,15 @@ type JitterConfig struct {
 }
 
 // BlurConfig is a Gaussian blur of standard deviation U(Sigma[0],
-// Sigma[1]) pixels, radius ⌈3σ⌉, reflecting at the borders.
+// Sigma[1]) pixels, radius ⌈3σ⌉, reflecting at the borders. The radius is
+// capped at the view's side − 1 (torch's reflect padding cannot pad more
+// than that either), so a large σ on a small view costs no more than a
+// kernel as wide as the view.
 type BlurConfig struct {
 	// P is the probability of blurring. Default 0.
 	P float64 `yaml:"p"`
 	// Sigma is the range of the standard deviation in pixels,
-	// 0 < Sigma[0] ≤ Sigma[1]. Default [0.1, 2].
+	// 0 < Sigma[0] ≤ Sigma[1] ≤ MaxSigma. Default [0.1, 2].
 	Sigma [2]float64 `yaml:"sigma"`
 }
 
@@ -134,6 +150,22 @@ const (
 	DefaultStd  = 0.353
 )
 
+// The bounds Validate enforces.
+const (
+	// MaxSize is the largest view side: a 4096×4096 view of 3 channels is
+	// 192 MiB of float32, a pair 384 MiB. It bounds Config.Size and, with
+	// the default Size, the shorter side of an input image.
+	MaxSize = 4096
+	// MaxSigma is the largest blur standard deviation, in pixels: a kernel
+	// of 2⌈3·64⌉+1 = 385 taps.
+	MaxSigma = 64
+	// MaxWorkers is the largest worker count of the stage.
+	MaxWorkers = 1024
+	// MaxMaxPixels is the largest Config.MaxPixels: 16384×16384 pixels,
+	// which as float32 planes of 3 channels are 3 GiB per worker.
+	MaxMaxPixels = 1 << 28
+)
+
 // params is a Config with its defaults filled in.
 type params struct {
 	size, channels                   int
@@ -151,6 +183,15 @@ type params struct {
 	mean, std                        []float64
 	workers, maxPixels               int
 	rotOn, jitterOn, blurOn, solarOn bool
+}
+
+// effectiveMaxPixels is the pixel limit of decoding: maxPixels, or
+// sources.DefaultMaxPixels when it is 0.
+func (p *params) effectiveMaxPixels() int {
+	if p.maxPixels == 0 {
+		return sources.DefaultMaxPixels
+	}
+	return p.maxPixels
 }
 
 func orDefault(p *float64, def float64) float64 {
@@ -202,7 +243,7 @@ func (c Config) params() params {
 		p.std = []float64{DefaultStd}
 	}
 	if p.workers == 0 {
-		p.workers = runtime.GOMAXPROCS(0)
+		p.workers = min(runtime.GOMAXPROCS(0), MaxWorkers)
 	}
 	p.rotOn = p.rotP > 0 && p.degrees != [2]float64{}
 	p.jitterOn = p.jitterP > 0 && (p.brightness > 0 || p.contrast > 0 || p.sat > 0 || p.hue > 0)
@@ -233,8 +274,14 @@ func (c Config) Validate() error {
 		}
 		return nil
 	}
-	if p.size < 0 {
-		return bad("size", "must be ≥ 0 (0: the input's size), got %d", p.size)
+	if p.size < 0 || p.size > MaxSize {
+		return bad("size", "must be in [0, %d] (0: the input's shorter side), got %d", MaxSize, p.size)
+	}
+	if p.maxPixels < 0 || p.maxPixels > MaxMaxPixels {
+		return bad("max_pixels", "must be in [0, %d] (0: the default, %d), got %d", MaxMaxPixels, sources.DefaultMaxPixels, p.maxPixels)
+	}
+	if maxPx := p.effectiveMaxPixels(); int64(p.size)*int64(p.size) > int64(maxPx) {
+		return bad("size", "a %d×%d view has more pixels than max_pixels (%d) allows an image", p.size, p.size, maxPx)
 	}
 	if p.channels != 0 && p.channels != 1 && p.channels != 3 {
 		return bad("channels", "must be 1 or 3 (0: from the input), got %d", p.channels)
@@ -270,8 +317,8 @@ func (c Config) Validate() error {
 	if !(p.hue >= 0 && p.hue <= 0.5) {
 		return bad("jitter.hue", "must be in [0, 0.5], got %v", p.hue)
 	}
-	if !finite(p.sigma[:]...) || !(p.sigma[0] > 0 && p.sigma[0] <= p.sigma[1]) {
-		return bad("blur.sigma", "want 0 < sigma[0] ≤ sigma[1], got %v", p.sigma)
+	if !finite(p.sigma[:]...) || !(p.sigma[0] > 0 && p.sigma[0] <= p.sigma[1] && p.sigma[1] <= MaxSigma) {
+		return bad("blur.sigma", "want 0 < sigma[0] ≤ sigma[1] ≤ %d, got %v", MaxSigma, p.sigma)
 	}
 	if !(p.solThreshold >= 0 && p.solThreshold <= 1) {
 		return bad("solarize.threshold", "must be in [0, 1], got %v", p.solThreshold)
@@ -293,11 +340,8 @@ func (c Config) Validate() error {
 			return bad("std", "values must be > 0, got %v", p.std)
 		}
 	}
-	if p.workers < 0 {
-		return bad("workers", "must be ≥ 0 (0: GOMAXPROCS), got %d", p.workers)
-	}
-	if p.maxPixels < 0 {
-		return bad("max_pixels", "must be ≥ 0 (0: the default), got %d", p.maxPixels)
+	if p.workers < 0 || p.workers > MaxWorkers {
+		return bad("workers", "must be in [0, %d] (0: GOMAXPROCS), got %d", MaxWorkers, p.workers)
 	}
 	return nil
 }

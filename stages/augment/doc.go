@@ -11,9 +11,10 @@
 // shrinking); a horizontal flip; a rotation; colour jitter (brightness,
 // contrast, saturation, hue); grayscale; Gaussian blur; solarize; and
 // normalisation to float32 CHW, (x − mean) / std. The zero Config is the
-// recipe of ../shared/reference/torch_reference.py: crop of area 0.3–1,
-// flip p = 0.5, brightness and contrast factors U(0.6, 1.4) always, mean
-// 0.286 and std 0.353; everything else off.
+// recipe of the PyTorch reference, cmd/reference/torch_reference.py in this
+// repository: crop of area 0.3–1, flip p = 0.5, brightness and contrast
+// factors U(0.6, 1.4) always, mean 0.286 and std 0.353; everything else
+// off.
 //
 // # Determinism
 //
@@ -43,7 +44,18 @@
 // continuous coordinates through grid_sample and clamps an oversized box,
 // where this package, like torchvision, crops whole pixels and redraws;
 // rotation samples bilinearly (torchvision's default is nearest); the blur's
-// radius is ⌈3σ⌉ (torchvision takes a fixed kernel size).
+// radius is ⌈3σ⌉, at most the view's side − 1 (torchvision takes a fixed
+// kernel size, and its reflect padding allows no more).
+//
+// # Limits
+//
+// Config.Validate bounds every value that sets a size or a cost (MaxSize,
+// MaxSigma, MaxWorkers, MaxMaxPixels), so that a typo in a flow file or a
+// --set cannot ask for a 60 GB view or a million-tap kernel. With the
+// default Size (each image's shorter side), an image whose shorter side is
+// over MaxSize is skipped and counted like an undecodable one, with a
+// message that says to set size: one such photo should not stop a run, and
+// a dataset made of them ends it through the flow's limit of bad samples.
 //
 // # Ownership
 //

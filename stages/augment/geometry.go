@@ -52,9 +52,10 @@ func snap(v float64) float64 {
 
 // gaussian fills k with the normalised Gaussian kernel of standard
 // deviation sigma and radius ⌈3σ⌉ (torchvision's _get_gaussian_kernel1d
-// with kernel size 2⌈3σ⌉+1), returning it.
-func gaussian(k []float32, sigma float64) []float32 {
-	r := int(math.Ceil(3 * sigma))
+// with kernel size 2⌈3σ⌉+1), the radius capped at maxRadius (≥ 0), and
+// returns it.
+func gaussian(k []float32, sigma float64, maxRadius int) []float32 {
+	r := min(int(math.Ceil(3*sigma)), max(0, maxRadius))
 	k = k[:0]
 	var sum float64
 	for i := -r; i <= r; i++ {

@@ -23,6 +23,12 @@ func sampleCrop(r *rng, W, H int, scale, ratio [2]float64) cropBox {
 			return cropBox{x, y, w, h}
 		}
 	}
+	return fallbackCrop(W, H, ratio)
+}
+
+// fallbackCrop is sampleCrop's box when no try fits: the centred box of
+// the largest area whose aspect ratio is the image's clamped to ratio.
+func fallbackCrop(W, H int, ratio [2]float64) cropBox {
 	inRatio := float64(W) / float64(H)
 	w, h := W, H
 	switch {

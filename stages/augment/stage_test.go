@@ -94,10 +94,37 @@ func TestStageWorkersBitIdentical(t *testing.T) {
 			}
 		}
 	}
-	// Views 0 and 1 differ, and so do epochs 0 and 1 of one sample.
+	// Views 0 and 1 differ, and so do epochs 0 and 1 of one sample (the
+	// same image: samples i and i+100 share index and image).
+	same := func(x, y []float32) bool {
+		for j := range x {
+			if math.Float32bits(x[j]) != math.Float32bits(y[j]) {
+				return false
+			}
+		}
+		return true
+	}
 	p := runs[0][0]
-	if p.Views[0].Data[400] == p.Views[1].Data[400] && p.Views[0].Data[300] == p.Views[1].Data[300] {
-		t.Error("the two views of a pair look alike")
+	if p.Index != 0 || p.Epoch != 0 {
+		t.Fatalf("first pair is (epoch %d, index %d), want (0, 0)", p.Epoch, p.Index)
+	}
+	if same(p.Views[0].Data, p.Views[1].Data) {
+		t.Error("the two views of a pair are equal")
+	}
+	var q *pipeline.Pair
+	for i := range runs[0] {
+		if r := &runs[0][i]; r.Epoch == 1 && r.Index == p.Index {
+			q = r
+			break
+		}
+	}
+	if q == nil {
+		t.Fatal("no pair for index 0 in epoch 1")
+	}
+	for v := range 2 {
+		if same(p.Views[v].Data, q.Views[v].Data) {
+			t.Errorf("view %d of sample 0 is the same in epochs 0 and 1", v)
+		}
 	}
 	deadline := time.Now().Add(time.Second)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {

@@ -16,10 +16,23 @@ const (
 // DefaultBatchSize is the batch size when Config.BatchSize is zero.
 const DefaultBatchSize = 256
 
+// The bounds of a batch.
+const (
+	// MaxBatchSize is the largest Config.BatchSize.
+	MaxBatchSize = 1 << 20
+	// MaxBatchValues is the most float32 values one view of a batch may
+	// hold (BatchSize × C×H×W): 8 GiB, so 16 GiB a batch. The stage
+	// checks it against the first pair's shape, before allocating, and
+	// stops the flow with an error when the batch would be larger.
+	MaxBatchValues = 1 << 31
+)
+
 // Config describes the batching. Its zero value means 256 samples a batch,
 // the last partial batch of each epoch dropped (the reference's recipe).
 type Config struct {
-	// BatchSize is the number of samples of every batch, > 0. Default 256.
+	// BatchSize is the number of samples of every batch, in
+	// [1, MaxBatchSize]; with the views' shape it must also keep a batch
+	// within MaxBatchValues. Default 256.
 	BatchSize int `yaml:"batch_size"`
 	// Last is what happens to an epoch's last batch when it is short:
 	// "drop" (default) discards it; "pad" fills it up with copies of the
@@ -30,8 +43,8 @@ type Config struct {
 // Validate reports the first impossible value as a *pipeline.FieldError
 // naming the field as the flow's YAML spells it. The zero Config is valid.
 func (c Config) Validate() error {
-	if c.BatchSize < 0 {
-		return &pipeline.FieldError{Field: "batch_size", Msg: fmt.Sprintf("must be > 0 (0: %d), got %d", DefaultBatchSize, c.BatchSize)}
+	if c.BatchSize < 0 || c.BatchSize > MaxBatchSize {
+		return &pipeline.FieldError{Field: "batch_size", Msg: fmt.Sprintf("must be in [1, %d] (0: %d), got %d", MaxBatchSize, DefaultBatchSize, c.BatchSize)}
 	}
 	switch c.Last {
 	case "", Drop, Pad:
@@ -75,7 +88,8 @@ func (c *Collator) BatchSize() int { return c.size }
 // A change of Pair.Epoch ends the batch in progress; Batch.Step counts the
 // batches written, from 0, over all epochs. Every view of every pair must
 // have the shape of the first pair's views (C×H×W); a pair that does not is
-// a fatal error naming its index, epoch and shapes.
+// a fatal error naming its index, epoch and shapes. So is a first pair
+// whose shape makes one view of a batch over MaxBatchValues values.
 //
 // Ownership: each Batch and its slices are newly allocated and belong to
 // the receiver; the stage keeps no reference to them. With "pad", the stage
@@ -114,8 +128,9 @@ func (c *Collator) Stage() pipeline.Stage {
 
 // state is one running stage's batch in progress.
 type state struct {
-	c       *Collator
-	shaped  bool
+	c      *Collator
+	shaped bool
+	// C, H, W is the shape of every view, the first pair's.
 	C, H, W int
 	epoch   int
 	first   []pipeline.Pair // the epoch's first pairs, for padding
@@ -146,7 +161,8 @@ func (st *state) add(ctx context.Context, out *pipeline.Outbox, p pipeline.Pair)
 }
 
 func (st *state) checkShape(p pipeline.Pair) error {
-	if !st.shaped {
+	first := !st.shaped
+	if first {
 		v := p.Views[0]
 		st.C, st.H, st.W, st.shaped = v.C, v.H, v.W, true
 		if v.C <= 0 || v.H <= 0 || v.W <= 0 {
@@ -163,6 +179,11 @@ func (st *state) checkShape(p pipeline.Pair) error {
 			return fmt.Errorf("collate: sample %d (epoch %d): view %d has %d values, its shape %d×%d×%d needs %d",
 				p.Index, p.Epoch, i, len(v.Data), v.C, v.H, v.W, v.C*v.H*v.W)
 		}
+	}
+	// The shape is now that of real data, so the product cannot overflow.
+	if n := int64(st.c.size) * int64(st.C*st.H*st.W); first && n > MaxBatchValues {
+		return fmt.Errorf("collate: a batch of %d views of %d×%d×%d (C×H×W) is %d float32 values (%.1f GiB) per view, over the limit of %d; lower batch_size or the augment stage's size",
+			st.c.size, st.C, st.H, st.W, n, float64(4*n)/(1<<30), MaxBatchValues)
 	}
 	return nil
 }

@@ -231,6 +231,8 @@ func TestValidate(t *testing.T) {
 		field string
 	}{
 		{Config{BatchSize: -1}, "batch_size"},
+		{Config{BatchSize: MaxBatchSize + 1}, "batch_size"},
+		{Config{BatchSize: 1 << 40}, "batch_size"},
 		{Config{Last: "keep"}, "last"},
 	} {
 		err := tc.cfg.Validate()
@@ -245,6 +247,28 @@ func TestValidate(t *testing.T) {
 	c, err := New(Config{})
 	if err != nil || c.BatchSize() != 256 || c.pad {
 		t.Fatalf("zero Config: %v, %+v", err, c)
+	}
+	if c, err := New(Config{BatchSize: MaxBatchSize}); err != nil || c.BatchSize() != MaxBatchSize {
+		t.Fatalf("BatchSize %d: %v", MaxBatchSize, err)
+	}
+}
+
+// TestBatchValuesLimit: a batch that would hold more than MaxBatchValues
+// values per view is a fatal error at the first pair, before anything is
+// allocated; one just within the limit is not refused.
+func TestBatchValuesLimit(t *testing.T) {
+	// 2^20 samples × 1×64×64 = 2^32 values per view: 16 GiB.
+	_, err := run(t, Config{BatchSize: MaxBatchSize}, []any{pair(0, 3, 1, 64, 64)})
+	if err == nil || !strings.Contains(err.Error(), "lower batch_size") || !strings.Contains(err.Error(), "16.0 GiB") {
+		t.Fatalf("err = %v, want one saying the batch is too large", err)
+	}
+	c, err := New(Config{BatchSize: MaxBatchSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &state{c: c, epoch: -1}
+	if err := st.checkShape(pair(0, 3, 1, 32, 64)); err != nil { // 2^31 values: at the limit
+		t.Fatalf("2^31 values: %v", err)
 	}
 }
 
