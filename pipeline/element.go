@@ -32,17 +32,25 @@ type Sample struct {
 // View is one augmented image: float32, channels × height × width, in
 // CHW order, normalised.
 type View struct {
+	// C, H and W are the view's channels, height and width.
 	C, H, W int
-	Data    []float32 // len C*H*W
+	// Data holds the C×H×W values, channel by channel, each channel row by
+	// row; len(Data) == C*H*W.
+	Data []float32
 }
 
 // Pair is two independent augmentations of one sample: the positive pair of
 // contrastive learning. Both views travel in one value and are never split
 // across branches of a flow.
 type Pair struct {
+	// Index is the Index of the sample the views were made from.
 	Index int64
+	// Label is the sample's Label, or NoLabel.
 	Label int64
+	// Epoch is the sample's Epoch.
 	Epoch int
+	// Views are the two augmented views, made with independent random
+	// draws.
 	Views [2]View
 }
 
@@ -53,13 +61,22 @@ type Pair struct {
 // padded, the samples from Valid onwards are padding (copies of earlier
 // samples of the epoch) and must not count in losses or metrics.
 type Batch struct {
-	Epoch   int
-	Step    int64 // global step, counted from 0 over all epochs
+	// Epoch is the epoch of the batch's samples.
+	Epoch int
+	// Step is the global step, counted from 0 over all epochs.
+	Step int64
+	// Indices are the samples' Index values, in batch order.
 	Indices []int64
-	Labels  []int64
-	Valid   int // number of real (not padding) samples; == len(Indices) unless padded
+	// Labels are the samples' Label values, in batch order.
+	Labels []int64
+	// Valid is the number of real (not padding) samples; it equals
+	// len(Indices) unless the batch is padded.
+	Valid int
+	// C, H and W are the shape of each view in the batch.
 	C, H, W int
-	Views   [2][]float32
+	// Views[v] holds view v of every sample: len(Indices)×C×H×W values in
+	// NCHW order.
+	Views [2][]float32
 }
 
 // Len is the number of samples in the batch, padding included.

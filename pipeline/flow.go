@@ -230,7 +230,7 @@ func (f *Flow) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			st.start.Store(time.Now().UnixNano())
-			err := runStage(ctxs[i], st.stage, in, out)
+			err := protect(func() error { return st.stage.Run(ctxs[i], in, out) })
 			st.end.Store(time.Now().UnixNano())
 			switch {
 			case err == nil:
@@ -266,25 +266,30 @@ func (f *Flow) Run(ctx context.Context) error {
 	return firstErr
 }
 
-// runStage runs s, turning a panic into a *PanicError.
-func runStage(ctx context.Context, s Stage, in *Inbox, out *Outbox) (err error) {
+// protect calls fn, turning a panic into a *PanicError. Every goroutine
+// that the runner, a pool or Tee starts runs its work through it.
+func protect(fn func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = newPanicError(r)
 		}
 	}()
-	return s.Run(ctx, in, out)
+	return fn()
 }
 
 // PanicError is a panic recovered in a stage or in a worker of a pool,
 // with the stack of the goroutine that panicked.
 type PanicError struct {
+	// Value is the value passed to panic.
 	Value any
+	// Stack is the stack of the goroutine that panicked, as debug.Stack
+	// formats it.
 	Stack []byte
 }
 
 func newPanicError(v any) *PanicError { return &PanicError{Value: v, Stack: debug.Stack()} }
 
+// Error returns the panic value and the stack.
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v\n\n%s", e.Value, e.Stack) }
 
 // Unwrap returns the panic value when it is an error.

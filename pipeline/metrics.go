@@ -21,11 +21,13 @@ type StageMetrics struct {
 	waitIn, waitOut atomic.Int64 // nanoseconds, summed over the stage's workers
 	busy            atomic.Int64 // nanoseconds of work, summed over workers; set by pools, else derived
 	workers         atomic.Int64 // 0 means 1
-	measured        atomic.Bool  // busy is measured (AddBusy was called), not derived
+	measured        atomic.Bool  // busy is measured (by AddBusy or a pool), not derived
 }
 
-// AddBusy records d of work done by one worker of the stage. Worker pools
-// call it; a plain stage's busy time is derived from its wall time.
+// AddBusy records d of work done by one worker of the stage, for a stage
+// that runs its own workers; once it is called, the stage's busy time is
+// what was added rather than derived from its wall time. The pools of this
+// package measure their workers' time themselves.
 func (m *StageMetrics) AddBusy(d time.Duration) {
 	m.measured.Store(true)
 	m.busy.Add(int64(d))
@@ -83,21 +85,34 @@ func stageMetrics(in *Inbox, out *Outbox) *StageMetrics {
 }
 
 // Snapshot is a copy of a stage's metrics at one moment.
+//
+// Times are summed over the stage's workers and are best read as shares of
+// Wall × Workers. For a pool (Map, MapWorkers) each worker's time is split
+// into Busy, WaitIn and WaitOut, so the three add up to about Wall ×
+// Workers. A plain stage measures WaitIn and WaitOut in Recv and Send and
+// its Busy is the rest of its wall time.
 type Snapshot struct {
-	Name    string
+	// Name is the stage's name in its Flow; empty from StageMetrics.Snapshot.
+	Name string
+	// Workers is the number of goroutines that work for the stage, at
+	// least 1.
 	Workers int
-	In, Out int64
+	// In is the number of elements the stage received.
+	In int64
+	// Out is the number of elements the stage sent.
+	Out int64
 	// Busy is the time spent working, summed over workers.
 	Busy time.Duration
 	// WaitIn is the time spent waiting for input, summed over workers; a
 	// stage that waits for input a lot is starved by the stage before it.
-	// (An order-keeping pool receives on one goroutine for all workers and
-	// counts that goroutine's wait once per worker, and likewise WaitOut.)
 	WaitIn time.Duration
-	// WaitOut is the time spent blocked on a full output buffer; a stage that
-	// waits on output a lot is held back by the stage after it.
+	// WaitOut is the time spent blocked handing results on (on a full
+	// output buffer; in an order-keeping pool also on earlier elements that
+	// are still being worked on), summed over workers; a stage that waits
+	// on output a lot is held back by the stage after it.
 	WaitOut time.Duration
-	// Wall is the time from the stage's start to its end (or to now).
+	// Wall is the time from the stage's start to its end (or to now); zero
+	// before it starts and in StageMetrics.Snapshot.
 	Wall time.Duration
 }
 

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -148,5 +149,129 @@ func TestWriteMetricsByHand(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// sleepy returns a source of n ints that sleeps d before each.
+func sleepy(n int, d time.Duration) pipeline.Stage {
+	return pipeline.StageFunc(func(ctx context.Context, _ *pipeline.Inbox, out *pipeline.Outbox) error {
+		for i := range n {
+			time.Sleep(d)
+			if err := out.Send(ctx, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// slowSink sleeps d after receiving each element.
+func slowSink(d time.Duration) pipeline.Stage {
+	return pipeline.StageFunc(func(ctx context.Context, in *pipeline.Inbox, _ *pipeline.Outbox) error {
+		for {
+			_, ok, err := in.Recv(ctx)
+			if err != nil || !ok {
+				return err
+			}
+			time.Sleep(d)
+		}
+	})
+}
+
+// waitShares are a snapshot's busy, wait-in and wait-out shares of Wall ×
+// Workers.
+func waitShares(s pipeline.Snapshot) (busy, in, out float64) {
+	c := float64(s.Wall) * float64(s.Workers)
+	return float64(s.Busy) / c, float64(s.WaitIn) / c, float64(s.WaitOut) / c
+}
+
+// TestPoolWaitShares checks that a pool's busy, wait-in and wait-out times
+// say which neighbour holds it back, and that they add up to its workers'
+// time. The sleeps are long and the bounds loose, so that a loaded machine
+// does not make the test flaky.
+func TestPoolWaitShares(t *testing.T) {
+	const n, d = 40, 3 * time.Millisecond
+	slowFn := func(_ context.Context, v int) (int, error) { time.Sleep(d); return v, nil }
+	fastFn := func(_ context.Context, v int) (int, error) { return v, nil }
+	tests := []struct {
+		name      string
+		src, sink pipeline.Stage
+		fn        func(context.Context, int) (int, error)
+		want      string // the share that must dominate: busy, in or out; "" none
+	}{
+		{"slow sink", ints(n, nil), slowSink(d), fastFn, "out"},
+		{"slow source", sleepy(n, d), &collector{}, fastFn, "in"},
+		{"slow fn", ints(n, nil), &collector{}, slowFn, "busy"},
+		// The source keeps the two workers about busy: the pool waits for
+		// input most of the time while its workers work.
+		{"source as fast as the pool", sleepy(n, d/2), &collector{}, slowFn, ""},
+		{"sink as fast as the pool", ints(n, nil), slowSink(d / 2), slowFn, ""},
+	}
+	for _, unordered := range []bool{false, true} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s unordered=%v", tt.name, unordered), func(t *testing.T) {
+				pool := pipeline.Map(tt.fn, pipeline.PoolOptions{Workers: 2, Unordered: unordered})
+				f := pipeline.New(pipeline.Options{}).Add("src", tt.src).Add("pool", pool).Add("sink", tt.sink)
+				if err := f.Run(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				s := f.Metrics()[1]
+				busy, in, out := waitShares(s)
+				t.Logf("wall %v × %d: busy %.2f, wait-in %.2f, wait-out %.2f", s.Wall, s.Workers, busy, in, out)
+				if s.Workers != 2 || s.In != n || s.Out != n {
+					t.Fatalf("workers %d, in %d, out %d", s.Workers, s.In, s.Out)
+				}
+				if sum := busy + in + out; sum < 0.9 || sum > 1.1 {
+					t.Errorf("busy + wait-in + wait-out = %.2f of Wall × Workers, want about 1", sum)
+				}
+				if tt.want == "" {
+					return
+				}
+				got := map[string]float64{"busy": busy, "in": in, "out": out}
+				for k, v := range got {
+					if k == tt.want && v < 0.6 {
+						t.Errorf("%s share %.2f, want most of the time", k, v)
+					}
+					if k != tt.want && v > 0.35 {
+						t.Errorf("%s share %.2f, want little (%s dominates)", k, v, tt.want)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestPlainStageWaitShares checks WaitIn and WaitOut of a stage that is not
+// a pool: a slow sink holds the stage before it back, a slow source starves
+// the stage after it.
+func TestPlainStageWaitShares(t *testing.T) {
+	const n, d = 40, 3 * time.Millisecond
+	tests := []struct {
+		name      string
+		src, sink pipeline.Stage
+		want      string
+	}{
+		{"slow sink", ints(n, nil), slowSink(d), "out"},
+		{"slow source", sleepy(n, d), &collector{}, "in"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := pipeline.New(pipeline.Options{}).Add("src", tt.src).Add("pass", pass()).Add("sink", tt.sink)
+			if err := f.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			s := f.Metrics()[1]
+			busy, in, out := waitShares(s)
+			t.Logf("wall %v: busy %.2f, wait-in %.2f, wait-out %.2f", s.Wall, busy, in, out)
+			got := map[string]float64{"busy": busy, "in": in, "out": out}
+			for k, v := range got {
+				if k == tt.want && v < 0.6 {
+					t.Errorf("%s share %.2f, want most of the time", k, v)
+				}
+				if k != tt.want && v > 0.35 {
+					t.Errorf("%s share %.2f, want little (%s dominates)", k, v, tt.want)
+				}
+			}
+		})
 	}
 }

@@ -18,13 +18,14 @@ import (
 // stages, by a stage's name (its kind when it has none):
 //
 //	seed=3
-//	source.path=x.parquet
-//	stages.augment.crop_scale=[0.2,1]
+//	source.path=data/val.parquet
+//	stages.augment.crop.scale=[0.2,1]
 //	stages.1.batch_size=64
-//	sinks.metrics.every=10
+//	sinks.0.kind=discard
 //
 // A path that does not start with a top-level field starts with a stage's
-// name: augment.workers=4 is stages.augment.workers=4.
+// name: augment.workers=4 is stages.augment.workers=4, collate.last=pad is
+// stages.collate.last=pad.
 //
 // The value is YAML in flow style: a scalar, [a, b] or {k: v}; an empty
 // value is null, which means the default. Setting a key that is not there

@@ -36,10 +36,18 @@ type PoolOptions struct {
 // In order-keeping mode at most 2×Workers+2 elements are inside the stage
 // at once (read from its Inbox and not yet sent to its Outbox), so a
 // stalled consumer holds back the producer; unordered mode holds at most
-// Workers. The stage measures busy time per worker (StageMetrics.AddBusy)
-// and records its worker count. Its goroutines have all exited when Run
-// returns. fn is called concurrently from Workers goroutines; for
-// per-worker state use MapWorkers.
+// Workers. Its goroutines have all exited when Run returns. fn is called
+// concurrently from Workers goroutines; for per-worker state use
+// MapWorkers.
+//
+// The stage records its worker count and splits each worker's time, from
+// the stage's start to its end, into busy (in fn), waiting for input
+// (WaitIn: blocked receiving an element, or out of input while the other
+// workers finish) and waiting for output (WaitOut: blocked until its result
+// is accepted: by the Outbox in unordered mode; in order-keeping mode by
+// the writer that restores input order, which takes a result once the
+// elements before it have left, at most Workers results ahead). So for a
+// pool Busy+WaitIn+WaitOut ≈ Wall×Workers.
 func Map[In, Out any](fn func(ctx context.Context, v In) (Out, error), opts PoolOptions) Stage {
 	return MapWorkers(func(int) func(context.Context, In) (Out, error) { return fn }, opts)
 }
@@ -48,7 +56,8 @@ func Map[In, Out any](fn func(ctx context.Context, v In) (Out, error), opts Pool
 // worker i (0 ≤ i < Workers), on that worker's goroutine, when the stage
 // starts, and the function it returns is called only from that goroutine,
 // so it may own scratch buffers without locks. A panic in newWorker is
-// fatal like a panic in the function.
+// fatal like a panic in the function. Time spent in newWorker counts as
+// busy.
 func MapWorkers[In, Out any](newWorker func(worker int) func(ctx context.Context, v In) (Out, error), opts PoolOptions) Stage {
 	return &pool[In, Out]{newWorker: newWorker, opts: opts}
 }
@@ -60,18 +69,28 @@ type pool[In, Out any] struct {
 
 var _ Stage = (*pool[int, int])(nil)
 
-// result is the fate of one element in order-keeping mode; the worker that
-// processed it closes done after filling v or drop.
+// result is the fate of one element in order-keeping mode. The worker that
+// processes it fills v or drop, waits for gate, and closes done; the writer
+// closes taken when it takes the result to send it.
 type result[Out any] struct {
-	done chan struct{}
-	v    Out
-	drop bool
+	gate  <-chan struct{} // the taken of the result Workers places earlier
+	done  chan struct{}
+	taken chan struct{}
+	v     Out
+	drop  bool
 }
 
 type job[Out any] struct {
 	v   any
 	res *result[Out]
 }
+
+// closedChan is a gate that is open from the start.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 func (p *pool[In, Out]) Run(ctx context.Context, in *Inbox, out *Outbox) error {
 	workers := p.opts.Workers
@@ -80,32 +99,43 @@ func (p *pool[In, Out]) Run(ctx context.Context, in *Inbox, out *Outbox) error {
 	}
 	m := stageMetrics(in, out)
 	m.SetWorkers(workers)
+	m.measured.Store(true)
 	g, ctx := newGroup(ctx)
+	// Each worker, once its input is exhausted, idles until the others are
+	// done too, so that its time spans the stage's.
+	var left atomic.Int64
+	left.Store(int64(workers))
+	allDone := make(chan struct{})
+	finished := func() {
+		if left.Add(-1) == 0 {
+			close(allDone)
+		}
+	}
 	if p.opts.Unordered {
 		for w := range workers {
-			g.Go(func() error { return p.unorderedWorker(ctx, w, in, out, m) })
+			g.Go(func() error { return p.unorderedWorker(ctx, w, in, out, m, finished, allDone) })
 		}
 		return g.Wait()
 	}
 
-	inM, outM := in.Metrics(), out.Metrics()
-	if inM == nil {
-		inM = m
-	}
-	if outM == nil {
-		outM = m
-	}
-	jobs := make(chan job[Out], workers)
-	order := make(chan *result[Out], 2*workers)
-	// The reader takes elements in order, reserves their place in order
-	// (which bounds what is in flight), and hands them to the workers.
+	// jobs is unbuffered and the reader never blocks on order (it has room
+	// for every result not yet taken: at most Workers held by workers,
+	// Workers waiting for the writer, and the reader's), so a worker waits
+	// for a job only while the reader waits for input.
+	jobs := make(chan job[Out])
+	order := make(chan *result[Out], 2*workers+1)
+	written := make(chan struct{})
+	// The reader takes elements in order, queues their results for the
+	// writer, and hands them to the workers.
 	g.Go(func() error {
 		defer close(jobs)
 		defer close(order)
-		for {
-			start := time.Now()
-			v, ok, err := in.Recv(ctx)
-			scaleWait(&inM.waitIn, start, workers)
+		gates := make([]<-chan struct{}, workers) // taken of the last Workers results
+		for i := range gates {
+			gates[i] = closedChan
+		}
+		for seq := 0; ; seq++ {
+			v, ok, err := in.recv(ctx, false)
 			if err != nil {
 				return err
 			}
@@ -115,7 +145,8 @@ func (p *pool[In, Out]) Run(ctx context.Context, in *Inbox, out *Outbox) error {
 			if err := checkType[In](v); err != nil {
 				return err
 			}
-			r := &result[Out]{done: make(chan struct{})}
+			r := &result[Out]{gate: gates[seq%workers], done: make(chan struct{}), taken: make(chan struct{})}
+			gates[seq%workers] = r.taken
 			select {
 			case order <- r:
 			case <-ctx.Done():
@@ -130,42 +161,57 @@ func (p *pool[In, Out]) Run(ctx context.Context, in *Inbox, out *Outbox) error {
 	})
 	for w := range workers {
 		g.Go(func() error {
+			c := newWorkerClock()
 			fn := p.newWorker(w)
+			c.charge(&m.busy)
 			for {
 				var j job[Out]
 				var ok bool
 				select {
 				case j, ok = <-jobs:
 				case <-ctx.Done():
+					c.charge(&m.waitIn)
 					return ctx.Err()
 				}
+				c.charge(&m.waitIn)
 				if !ok {
-					return nil
+					break
 				}
-				v, keep, err := call(ctx, fn, j.v, m)
+				v, keep, err := call(ctx, fn, j.v)
+				c.charge(&m.busy)
 				if err != nil {
 					return err
 				}
 				j.res.v, j.res.drop = v, !keep
+				// Hand the result on once the writer has taken the one
+				// Workers places earlier: that bounds the results
+				// waiting to be reordered.
+				if err := c.waitFor(ctx, j.res.gate, &m.waitOut); err != nil {
+					return err
+				}
 				close(j.res.done)
 			}
+			finished()
+			if err := c.waitFor(ctx, allDone, &m.waitIn); err != nil {
+				return err
+			}
+			return c.waitFor(ctx, written, &m.waitOut)
 		})
 	}
-	// The writer sends results in the order the reader reserved.
+	// The writer sends results in the order the reader queued them.
 	g.Go(func() error {
+		defer close(written)
 		for r := range order {
 			select {
 			case <-r.done:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+			close(r.taken)
 			if r.drop {
 				continue
 			}
-			start := time.Now()
-			err := out.Send(ctx, r.v)
-			scaleWait(&outM.waitOut, start, workers)
-			if err != nil {
+			if err := out.send(ctx, r.v, false); err != nil {
 				return err
 			}
 		}
@@ -174,50 +220,73 @@ func (p *pool[In, Out]) Run(ctx context.Context, in *Inbox, out *Outbox) error {
 	return g.Wait()
 }
 
-func (p *pool[In, Out]) unorderedWorker(ctx context.Context, w int, in *Inbox, out *Outbox, m *StageMetrics) error {
+func (p *pool[In, Out]) unorderedWorker(ctx context.Context, w int, in *Inbox, out *Outbox, m *StageMetrics, finished func(), allDone <-chan struct{}) error {
+	c := newWorkerClock()
 	fn := p.newWorker(w)
+	c.charge(&m.busy)
 	for {
-		v, ok, err := in.Recv(ctx)
+		v, ok, err := in.recv(ctx, false)
+		c.charge(&m.waitIn)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return nil
+			break
 		}
 		if err := checkType[In](v); err != nil {
 			return err
 		}
-		r, keep, err := call(ctx, fn, v, m)
+		r, keep, err := call(ctx, fn, v)
+		c.charge(&m.busy)
 		if err != nil {
 			return err
 		}
 		if !keep {
 			continue
 		}
-		if err := out.Send(ctx, r); err != nil {
+		err = out.send(ctx, r, false)
+		c.charge(&m.waitOut)
+		if err != nil {
 			return err
 		}
 	}
+	finished()
+	return c.waitFor(ctx, allDone, &m.waitIn)
 }
 
-// scaleWait counts the wait since start workers−1 more times. In
-// order-keeping mode one goroutine receives and one sends for all the
-// workers; while it waits the workers soon run out of work, so its wait is
-// counted once per worker, which keeps busy + wait-in + wait-out near
-// Wall × Workers.
-func scaleWait(c *atomic.Int64, start time.Time, workers int) {
-	if workers > 1 {
-		c.Add(int64(time.Since(start)) * int64(workers-1))
+// workerClock splits one worker's time into busy, wait-in and wait-out:
+// each charge adds the time since the previous one to one counter, so the
+// three add up to the worker's wall time. A clock belongs to one goroutine.
+type workerClock struct {
+	last time.Time
+}
+
+func newWorkerClock() *workerClock { return &workerClock{last: time.Now()} }
+
+// charge adds the time since the last charge to c.
+func (w *workerClock) charge(c *atomic.Int64) {
+	now := time.Now()
+	c.Add(int64(now.Sub(w.last)))
+	w.last = now
+}
+
+// waitFor blocks until ch is closed or ctx is done, charging the wait to c.
+func (w *workerClock) waitFor(ctx context.Context, ch <-chan struct{}, c *atomic.Int64) error {
+	var err error
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
+	w.charge(c)
+	return err
 }
 
-// call applies fn to v, timing it as busy time. keep is false for a
-// sample skipped within the flow's limit; err is fatal.
-func call[In, Out any](ctx context.Context, fn func(context.Context, In) (Out, error), v any, m *StageMetrics) (r Out, keep bool, err error) {
+// call applies fn to v. keep is false for a sample skipped within the
+// flow's limit; err is fatal.
+func call[In, Out any](ctx context.Context, fn func(context.Context, In) (Out, error), v any) (r Out, keep bool, err error) {
 	x, _ := v.(In) // checked by checkType; the zero In for a nil v
-	start := time.Now()
 	r, err = fn(ctx, x)
-	m.AddBusy(time.Since(start))
 	if err == nil {
 		return r, true, nil
 	}
@@ -279,13 +348,4 @@ func (g *group) Wait() error {
 	g.wg.Wait()
 	g.cancel(nil)
 	return g.err
-}
-
-func protect(fn func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = newPanicError(r)
-		}
-	}()
-	return fn()
 }

@@ -26,6 +26,12 @@ func NewInbox(ch <-chan any, m *StageMetrics) *Inbox {
 // while ctx is done (an upstream stage failed: that is not a normal end).
 // The time spent waiting counts as the stage's WaitIn.
 func (in *Inbox) Recv(ctx context.Context) (v any, ok bool, err error) {
+	return in.recv(ctx, true)
+}
+
+// recv is Recv; timed false leaves the wait out of WaitIn, for a pool that
+// charges its workers' waits itself.
+func (in *Inbox) recv(ctx context.Context, timed bool) (v any, ok bool, err error) {
 	if in == nil || in.ch == nil {
 		return nil, false, nil
 	}
@@ -35,7 +41,9 @@ func (in *Inbox) Recv(ctx context.Context) (v any, ok bool, err error) {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	in.m.waitIn.Add(int64(time.Since(start)))
+	if timed {
+		in.m.waitIn.Add(int64(time.Since(start)))
+	}
 	if ok {
 		in.m.in.Add(1)
 	} else if err == nil {
@@ -66,6 +74,12 @@ func NewOutbox(ch chan<- any, m *StageMetrics) *Outbox {
 // It returns ctx.Err() when ctx is done first. The time spent blocked counts
 // as the stage's WaitOut.
 func (out *Outbox) Send(ctx context.Context, v any) error {
+	return out.send(ctx, v, true)
+}
+
+// send is Send; timed false leaves the wait out of WaitOut, for a pool that
+// charges its workers' waits itself.
+func (out *Outbox) send(ctx context.Context, v any, timed bool) error {
 	if out == nil || out.ch == nil {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -74,15 +88,17 @@ func (out *Outbox) Send(ctx context.Context, v any) error {
 		return nil
 	}
 	start := time.Now()
+	var err error
 	select {
 	case out.ch <- v:
-		out.m.waitOut.Add(int64(time.Since(start)))
 		out.count()
-		return nil
 	case <-ctx.Done():
-		out.m.waitOut.Add(int64(time.Since(start)))
-		return ctx.Err()
+		err = ctx.Err()
 	}
+	if timed {
+		out.m.waitOut.Add(int64(time.Since(start)))
+	}
+	return err
 }
 
 func (out *Outbox) count() {

@@ -48,7 +48,7 @@ func (r Role) section() string {
 
 // AnyElement as a Kind's Accepts matches whatever the stage before it
 // produces; as its Produces it matches whatever the stage after it accepts.
-// Generic stages (metrics, a prefetch buffer) use it.
+// Generic kinds (the discard sink, a prefetch buffer) use it.
 const AnyElement = "any"
 
 // Kind describes one kind of stage that a flow spec can name: how to decode
@@ -56,7 +56,7 @@ const AnyElement = "any"
 //
 // A Kind is a value; once registered it must not change.
 type Kind struct {
-	// Name is what a spec writes as kind: "parquet", "augment", "collate".
+	// Name is what a spec writes as kind: "dataset", "augment", "collate".
 	// It is made of letters, digits, '_' and '-', and starts with a letter.
 	Name string
 	// Role says where the kind may stand in a flow.
@@ -82,14 +82,13 @@ type Kind struct {
 }
 
 // BuildEnv is what every stage may need from the flow it is built for.
+// Stages report bad samples with ReportSkip on the context they run under,
+// which carries the Skips of the Flow that runs them.
 type BuildEnv struct {
 	// Seed is the flow's seed; everything random derives from it.
 	Seed int64
 	// Epochs is the number of passes over the dataset, at least 1.
 	Epochs int
-	// Skips counts the flow's bad samples. Nil when the caller does not
-	// count them.
-	Skips *Skips
 }
 
 // Registry maps kind names to Kinds. It is safe for concurrent use. The

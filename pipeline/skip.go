@@ -11,11 +11,16 @@ import (
 // counted, and the flow goes on until the flow's limit of bad samples is
 // passed. Origin names the file and row.
 type SkipError struct {
+	// Origin says which sample failed: "train.parquet row 17".
 	Origin string
-	Err    error
+	// Err says why.
+	Err error
 }
 
+// Error returns "origin: reason".
 func (e *SkipError) Error() string { return e.Origin + ": " + e.Err.Error() }
+
+// Unwrap returns Err.
 func (e *SkipError) Unwrap() error { return e.Err }
 
 // Skip wraps err as a per-sample failure of the sample at origin.

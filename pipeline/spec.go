@@ -24,20 +24,22 @@ import (
 // checked by Validate and by Build. A Spec is plain data and not safe for
 // concurrent mutation.
 //
-// The YAML shape puts each stage's parameters beside its kind and name:
+// The YAML shape puts each stage's parameters beside its kind and name
+// (the kinds here are those that package flows registers):
 //
 //	name: data
 //	seed: 1
 //	epochs: 2
 //	max_bad_samples: 10
-//	source: {kind: parquet, path: data/train.parquet}
+//	source: {kind: dataset, path: data/train.parquet, order: shuffle}
 //	stages:
 //	  - kind: augment
 //	    workers: 2
-//	    crop_scale: [0.3, 1.0]
+//	    crop: {scale: [0.3, 1.0]}
+//	    flip_p: 0.5
 //	  - {kind: collate, batch_size: 256, last: drop}
 //	sinks:
-//	  - {kind: metrics}
+//	  - {kind: discard}
 type Spec struct {
 	// Name names the flow in logs and checkpoints. Default "".
 	Name string
@@ -75,21 +77,28 @@ type StageSpec struct {
 // NamedStage is a built stage with the name, kind and role it has in its
 // flow, in the order source, stages, sinks.
 type NamedStage struct {
-	Name  string
-	Kind  string
-	Role  Role
+	// Name is the stage's name in the spec (its kind when it has none).
+	Name string
+	// Kind is the name of the stage's Kind.
+	Kind string
+	// Role says whether it is the source, a stage or a sink.
+	Role Role
+	// Stage is what the Kind's Build returned.
 	Stage Stage
 }
 
 // FieldError is what a config's Validate method returns to say which field
 // is wrong; the spec prefixes Field with the stage's path and points at the
 // field's line. Field is the field's YAML name, or a dotted path to a
-// nested one ("color.brightness", "crop_scale[1]").
+// nested one ("jitter.brightness", "crop.scale[1]").
 type FieldError struct {
+	// Field is the YAML name of the offending field, or a dotted path.
 	Field string
-	Msg   string
+	// Msg says what is wrong with it.
+	Msg string
 }
 
+// Error returns "field: message".
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
 // fieldMsg is a FieldError's message without its field, which the
@@ -112,12 +121,14 @@ type SpecError struct {
 	// Set is the override ("stages.collate.batch_size=0") that supplied the
 	// offending value, "" when it came from the file.
 	Set string
-	// Path names the field: "epochs", "stages[0] (augment).crop_scale".
+	// Path names the field: "epochs", "stages[0] (augment).crop.scale".
 	Path string
 	// Err says what is wrong.
 	Err error
 }
 
+// Error returns "file:line: path: message", or "--set override: path:
+// message" when an override supplied the value.
 func (e *SpecError) Error() string {
 	var b strings.Builder
 	switch {
@@ -139,6 +150,7 @@ func (e *SpecError) Error() string {
 	return b.String()
 }
 
+// Unwrap returns Err.
 func (e *SpecError) Unwrap() error { return e.Err }
 
 // Defaulter is implemented by configs that can say what their zero fields
@@ -164,7 +176,7 @@ var nameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
 //
 // The error is one *SpecError naming the file, line and field:
 //
-//	flow.yaml:7: stages[0] (augment).crop_scale: cannot use "abc" as []float64
+//	flow.yaml:9: stages[0] (augment).crop.scale: cannot use "abc" as [2]float64
 func ParseSpec(data []byte, file string, reg *Registry, overrides []string) (*Spec, error) {
 	if reg == nil {
 		reg = DefaultRegistry
@@ -198,10 +210,10 @@ func (s *Spec) Validate(reg *Registry) error {
 	return s.check(reg, nil)
 }
 
-// Env returns the BuildEnv of the spec: its seed and epochs, and a new
-// Skips with its limit of bad samples.
+// Env returns the BuildEnv of the spec: its seed and epochs. (Its limit of
+// bad samples belongs to the Flow that runs the stages: Options.MaxBadSamples.)
 func (s *Spec) Env() BuildEnv {
-	return BuildEnv{Seed: s.Seed, Epochs: s.Epochs, Skips: NewSkips(s.MaxBadSamples)}
+	return BuildEnv{Seed: s.Seed, Epochs: s.Epochs}
 }
 
 // Build validates the spec and builds its stages in order: the source, the
@@ -333,7 +345,7 @@ func stageYAML(path string, ss StageSpec) (*yaml.Node, error) {
 	return m, nil
 }
 
-// flowLists writes lists of scalars on one line: crop_scale: [0.3, 1].
+// flowLists writes lists of scalars on one line: scale: [0.3, 1].
 func flowLists(n *yaml.Node) {
 	if n.Kind == yaml.SequenceNode && len(n.Content) > 0 {
 		flat := true
@@ -547,7 +559,7 @@ type specParser struct {
 	file   string
 	reg    *Registry
 	sets   map[*yaml.Node]string // nodes that overrides made → the override
-	pos    map[string]specPlace  // "stages[0].crop_scale" → where it is
+	pos    map[string]specPlace  // "stages[0].crop.scale" → where it is
 	active map[*yaml.Node]bool   // nodes being decoded, to catch alias cycles
 	visits int
 	budget int
@@ -631,7 +643,8 @@ func (p *specParser) read(data []byte) (*yaml.Node, error) {
 }
 
 // yamlParserErrors are the messages of yaml.v3's parser (not its scanner),
-// whose line numbers it reports counting from 0.
+// whose line numbers it reports counting from 0. TestYAMLMessages pins
+// them.
 var yamlParserErrors = map[string]bool{
 	"did not find expected ',' or ']'":       true,
 	"did not find expected ',' or '}'":       true,
@@ -648,18 +661,19 @@ var yamlParserErrors = map[string]bool{
 
 // syntaxErr rewrites a yaml.v3 syntax error as file:line: message. yaml.v3
 // counts the scanner's lines from 1 and the parser's from 0, and leaves out
-// line 0.
+// the line when it counts 0: the first line either way. TestYAMLMessages
+// pins the messages this relies on.
 func (p *specParser) syntaxErr(err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	e := &SpecError{File: p.file}
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		e.Line, _ = strconv.Atoi(m[1])
 		msg = msg[len(m[0]):]
+		if yamlParserErrors[msg] {
+			e.Line++
+		}
 	} else if !strings.HasPrefix(msg, "unknown anchor") {
 		e.Line = 1
-	}
-	if yamlParserErrors[msg] && e.Line > 0 {
-		e.Line++
 	}
 	e.Err = errors.New(msg)
 	return e

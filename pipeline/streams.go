@@ -111,13 +111,8 @@ func startStage(ctx context.Context, s Stage, in, out chan any) *stageRun {
 	r := &stageRun{done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		var inbox *Inbox
-		if in != nil {
-			inbox = NewInbox(in, &r.m)
-		} else {
-			inbox = NewInbox(nil, &r.m)
-		}
-		r.err = runStage(ctx, s, inbox, NewOutbox(out, &r.m))
+		inbox, outbox := NewInbox(in, &r.m), NewOutbox(out, &r.m)
+		r.err = protect(func() error { return s.Run(ctx, inbox, outbox) })
 		if out != nil {
 			close(out)
 		}

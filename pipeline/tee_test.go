@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/contrastream/contrastream/pipeline"
 )
@@ -77,6 +78,55 @@ func TestTee(t *testing.T) {
 				}
 				if tc.stopB > 0 && len(b) != tc.stopB || tc.stopB < 0 && !slices.Equal(b, want) {
 					t.Errorf("branch 1 got %v", b)
+				}
+			}
+			checkGoroutines(t, before)
+		})
+	}
+}
+
+// TestTeeAllBranchesEnd checks that a Tee ends once every one of its sinks
+// has ended, so that an endless source is stopped rather than drained
+// forever: while the Tee hands elements on, and while it waits for input.
+func TestTeeAllBranchesEnd(t *testing.T) {
+	upTo := func(n int) pipeline.Stage { return &collector{limit: n} }
+	// stalling sends n elements, then waits for its context.
+	stalling := func(n int) pipeline.Stage {
+		return pipeline.StageFunc(func(ctx context.Context, _ *pipeline.Inbox, out *pipeline.Outbox) error {
+			for i := range n {
+				if err := out.Send(ctx, i); err != nil {
+					return err
+				}
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		})
+	}
+	for _, tc := range []struct {
+		name  string
+		src   pipeline.Stage
+		sinks []pipeline.Stage
+	}{
+		{"endless source", ints(-1, nil), []pipeline.Stage{upTo(3), upTo(5)}},
+		{"source stalls after the sinks end", stalling(4), []pipeline.Stage{upTo(2), upTo(4)}},
+		{"no sinks", ints(-1, nil), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			f := pipeline.New(pipeline.Options{}).Add("src", tc.src).Add("tee", pipeline.Tee(tc.sinks...))
+			done := make(chan error, 1)
+			go func() { done <- f.Run(context.Background()) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Run = %v, want nil", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Run did not return after every sink of the tee ended")
+			}
+			for i, s := range tc.sinks {
+				if got, want := len(s.(*collector).got), s.(*collector).limit; got != want {
+					t.Errorf("sink %d got %d elements, want %d", i, got, want)
 				}
 			}
 			checkGoroutines(t, before)
