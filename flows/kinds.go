@@ -16,8 +16,8 @@ type DatasetConfig struct {
 	// Config says which dataset: path (a file, folder or glob, or
 	// "builtin:train" / "builtin:test"), format, columns. Default path:
 	// builtin:train. Its max_pixels limits IDX images when the file is
-	// opened; encoded images are decoded, and limited, by the augment
-	// stage's max_pixels.
+	// opened and the size of the files an image folder reads; encoded
+	// images are decoded, and limited, by the augment stage's max_pixels.
 	sources.Config `yaml:",inline"`
 	// Order is "shuffle" (a new seeded permutation each epoch) or
 	// "sequential" (Index order). Default "shuffle".
@@ -25,7 +25,8 @@ type DatasetConfig struct {
 	// ShuffleRows is how many rows are mixed together when shuffling a
 	// streamed dataset; see sources.StreamConfig. Default 1024.
 	ShuffleRows int `yaml:"shuffle_rows"`
-	// Shard and Shards take shard i of n (Index % n == i). Default 0 of 1.
+	// Shard and Shards take shard i of n (Index % n == i); see
+	// sources.StreamConfig.Shard for what that costs. Default 0 of 1.
 	Shard  int `yaml:"shard"`
 	Shards int `yaml:"shards"`
 }

@@ -56,14 +56,7 @@ var arrowFileMagic = []byte("ARROW1")
 // image and label column names ("" means "image" and "label", the label
 // being optional then). See Open.
 func OpenArrow(paths []string, imageColumn, labelColumn string) (Dataset, error) {
-	c := columns{image: imageColumn, label: labelColumn, labelSet: labelColumn != ""}
-	if c.image == "" {
-		c.image = "image"
-	}
-	if c.label == "" {
-		c.label = "label"
-	}
-	return openArrow(paths, c)
+	return openArrow(paths, newColumns(imageColumn, labelColumn))
 }
 
 func openArrow(paths []string, c columns) (Dataset, error) {
@@ -88,16 +81,19 @@ func openArrow(paths []string, c columns) (Dataset, error) {
 		d.files = append(d.files, af)
 		var row0 int64
 		for b, n := range rows {
+			origin := fmt.Sprintf("%s record batch %d", p, b)
+			if d.n, err = addRows(d.n, n, origin); err != nil {
+				return nil, err
+			}
 			if n > 0 {
 				ref := batchRef{file: fi, batch: b, row0: row0}
 				if af.stream {
 					ref.off, ref.end = offs[b], offs[b+1]
 				}
-				d.chunks = append(d.chunks, Chunk{First: d.n, Len: n, Origin: fmt.Sprintf("%s record batch %d", p, b)})
+				d.chunks = append(d.chunks, Chunk{First: d.n - n, Len: n, Origin: origin})
 				d.where = append(d.where, ref)
 			}
 			row0 += n
-			d.n += n
 		}
 	}
 	if d.n == 0 {

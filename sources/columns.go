@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -15,6 +16,25 @@ import (
 type columns struct {
 	image, label string
 	labelSet     bool // the label column was named explicitly: it must exist
+}
+
+// The default column names of Parquet and Arrow datasets: the Hugging Face
+// layout's.
+const (
+	defaultImageColumn = "image"
+	defaultLabelColumn = "label"
+)
+
+// newColumns names the image and label columns; "" means the defaults,
+// "image" and "label", the label being optional then: a dataset without a
+// "label" column is unlabeled, while a label column named explicitly must
+// exist.
+func newColumns(image, label string) columns {
+	return columns{
+		image:    cmp.Or(image, defaultImageColumn),
+		label:    cmp.Or(label, defaultLabelColumn),
+		labelSet: label != "",
+	}
 }
 
 // layout is what a file's schema says about the two columns.
@@ -94,9 +114,11 @@ type binaryValues interface {
 }
 
 // samples turns an image column of a batch, and its labels (nil when
-// unlabeled), into samples. first is the Index of the batch's first row, row0 its
-// row number in file. Bytes are copied into one new buffer per batch, so the
-// samples own them once the batch is released.
+// unlabeled), into samples. first is the Index of the batch's first row,
+// row0 its row number in file. Bytes are copied into one new buffer per
+// batch, so the samples own them once the batch is released. The batch's
+// length comes from the file: the result is not pre-allocated from it
+// beyond maxPrealloc.
 func samples(img arrow.Array, lab []int64, hf bool, bytesIdx int, first, row0 int64, file string) ([]pipeline.Sample, error) {
 	n := img.Len()
 	var bin binaryValues
@@ -128,13 +150,14 @@ func samples(img arrow.Array, lab []int64, hf bool, bytesIdx int, first, row0 in
 			total += len(bin.Value(i))
 		}
 	}
-	buf := make([]byte, 0, total)
-	out := make([]pipeline.Sample, n)
+	buf := make([]byte, 0, total) // total: bytes the values actually hold
+	out := make([]pipeline.Sample, 0, preallocLen(int64(n)))
 	for i := range n {
-		s := &out[i]
-		s.Index = first + int64(i)
-		s.Label = pipeline.NoLabel
-		s.Origin = file + " row " + strconv.FormatInt(row0+int64(i), 10)
+		s := pipeline.Sample{
+			Index:  first + int64(i),
+			Label:  pipeline.NoLabel,
+			Origin: file + " row " + strconv.FormatInt(row0+int64(i), 10),
+		}
 		if valid(i) {
 			if v := bin.Value(i); len(v) > 0 {
 				start := len(buf)
@@ -145,17 +168,20 @@ func samples(img arrow.Array, lab []int64, hf bool, bytesIdx int, first, row0 in
 		if lab != nil {
 			s.Label = lab[i]
 		}
+		out = append(out, s)
 	}
 	return out, nil
 }
 
-// labelValues flattens an integer column's chunks; a null is NoLabel.
+// labelValues flattens an integer column's chunks; a null is NoLabel. The
+// chunks' lengths come from the file: the result is not pre-allocated from
+// them beyond maxPrealloc.
 func labelValues(chunks []arrow.Array) []int64 {
-	n := 0
+	n := int64(0)
 	for _, c := range chunks {
-		n += c.Len()
+		n += int64(c.Len())
 	}
-	out := make([]int64, 0, n)
+	out := make([]int64, 0, preallocLen(n))
 	for _, c := range chunks {
 		for i := range c.Len() {
 			if c.IsValid(i) {

@@ -3,13 +3,14 @@ package sources
 import (
 	"bytes"
 	"compress/gzip"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/contrastream/contrastream/pipeline"
 )
 
 // The formats Open understands.
@@ -52,42 +53,51 @@ type Config struct {
 	// Labels is the IDX labels file ("train-labels-idx1-ubyte.gz"); without
 	// it an IDX dataset is unlabeled.
 	Labels string `yaml:"labels"`
-	// MaxPixels is the largest image, in pixels, that Decode accepts and an
-	// IDX file may hold. Default DefaultMaxPixels.
+	// MaxPixels is the largest image, in pixels, that Decode accepts (for
+	// the callers that pass it on, as inspection and ingestion do) and an
+	// IDX file may hold. An image folder does not read a file larger than
+	// 16 bytes per pixel of it plus 1 MiB (see OpenFolder). Default
+	// DefaultMaxPixels.
 	MaxPixels int `yaml:"max_pixels"`
 }
 
 // Validate checks the fields that can be checked without touching the
-// files. Its errors name the field by its YAML name.
+// files. Its errors are *pipeline.FieldError naming the field by its YAML
+// name, so that a flow spec points at the field's line.
 func (c Config) Validate() error {
 	if c.Path == "" && len(c.Paths) == 0 {
-		return errors.New("sources: path: no dataset given (set path or paths)")
+		return fieldError("path", "no dataset given (set path or paths)")
 	}
 	for i, p := range c.Paths {
 		if p == "" {
-			return fmt.Errorf("sources: paths[%d]: empty path", i)
+			return fieldError(fmt.Sprintf("paths[%d]", i), "empty path")
 		}
 	}
 	switch c.Format {
 	case "", FormatParquet, FormatArrow, FormatFolder, FormatIDX:
 	default:
-		return fmt.Errorf("sources: format: %q is not one of parquet, arrow, folder, idx (or empty to detect)", c.Format)
+		return fieldError("format", "%q is not one of parquet, arrow, folder, idx (or empty to detect)", c.Format)
 	}
 	if c.MaxPixels < 0 {
-		return fmt.Errorf("sources: max_pixels: %d is negative", c.MaxPixels)
+		return fieldError("max_pixels", "%d is negative", c.MaxPixels)
 	}
 	if c.Labels != "" && c.Format != "" && c.Format != FormatIDX {
-		return fmt.Errorf("sources: labels: a labels file is for the idx format, not %s (use label_column)", c.Format)
+		return fieldError("labels", "a labels file is for the idx format, not %s (use label_column)", c.Format)
 	}
 	if c.Format == FormatFolder || c.Format == FormatIDX {
 		if c.ImageColumn != "" {
-			return fmt.Errorf("sources: image_column: the %s format has no columns", c.Format)
+			return fieldError("image_column", "the %s format has no columns", c.Format)
 		}
 		if c.LabelColumn != "" {
-			return fmt.Errorf("sources: label_column: the %s format has no columns", c.Format)
+			return fieldError("label_column", "the %s format has no columns", c.Format)
 		}
 	}
 	return nil
+}
+
+// fieldError is a validation error of the field whose YAML name is field.
+func fieldError(field, format string, args ...any) error {
+	return &pipeline.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
 // maxPixels is the pixel limit with the default applied.
@@ -127,13 +137,7 @@ func Open(c Config) (Dataset, error) {
 		if err != nil {
 			return nil, err
 		}
-		cols := columns{image: c.ImageColumn, label: c.LabelColumn, labelSet: c.LabelColumn != ""}
-		if cols.image == "" {
-			cols.image = "image"
-		}
-		if cols.label == "" {
-			cols.label = "label"
-		}
+		cols := newColumns(c.ImageColumn, c.LabelColumn)
 		if format == FormatParquet {
 			return openParquet(files, cols)
 		}
@@ -142,7 +146,7 @@ func Open(c Config) (Dataset, error) {
 		if len(paths) != 1 {
 			return nil, fmt.Errorf("sources: path: a folder dataset takes one folder, got %d paths", len(paths))
 		}
-		return OpenFolder(paths[0])
+		return openFolder(paths[0], c.maxPixels())
 	default: // FormatIDX
 		if len(paths) != 1 {
 			return nil, fmt.Errorf("sources: path: an idx dataset takes one images file (and labels), got %d paths", len(paths))

@@ -2,6 +2,7 @@ package sources_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"os"
@@ -188,22 +189,27 @@ func TestIDXImage(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
-		cfg  sources.Config
-		want string
+		cfg   sources.Config
+		field string
+		want  string
 	}{
-		{sources.Config{}, "path: no dataset"},
-		{sources.Config{Paths: []string{"a", ""}}, "paths[1]: empty"},
-		{sources.Config{Path: "x", Format: "csv"}, `format: "csv" is not one of`},
-		{sources.Config{Path: "x", MaxPixels: -1}, "max_pixels: -1"},
-		{sources.Config{Path: "x", Format: "parquet", Labels: "l"}, "labels: a labels file is for the idx format"},
-		{sources.Config{Path: "x", Format: "folder", ImageColumn: "img"}, "image_column: the folder format has no columns"},
-		{sources.Config{Path: "x", Format: "idx", LabelColumn: "y"}, "label_column: the idx format has no columns"},
+		{sources.Config{}, "path", "path: no dataset"},
+		{sources.Config{Paths: []string{"a", ""}}, "paths[1]", "paths[1]: empty"},
+		{sources.Config{Path: "x", Format: "csv"}, "format", `format: "csv" is not one of`},
+		{sources.Config{Path: "x", MaxPixels: -1}, "max_pixels", "max_pixels: -1"},
+		{sources.Config{Path: "x", Format: "parquet", Labels: "l"}, "labels", "labels: a labels file is for the idx format"},
+		{sources.Config{Path: "x", Format: "folder", ImageColumn: "img"}, "image_column", "image_column: the folder format has no columns"},
+		{sources.Config{Path: "x", Format: "idx", LabelColumn: "y"}, "label_column", "label_column: the idx format has no columns"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
 			err := tt.cfg.Validate()
 			if err == nil || !contains(err.Error(), tt.want) {
 				t.Fatalf("Validate() = %v, want %q", err, tt.want)
+			}
+			var fe *pipeline.FieldError
+			if !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Errorf("Validate() = %#v, want a *pipeline.FieldError for %s", err, tt.field)
 			}
 			if _, err := sources.Open(tt.cfg); err == nil || !contains(err.Error(), tt.want) {
 				t.Fatalf("Open() = %v, want %q", err, tt.want)
@@ -213,6 +219,13 @@ func TestConfigValidate(t *testing.T) {
 	if err := (sources.Config{Path: "x"}).Validate(); err != nil {
 		t.Errorf("zero value with a path: %v", err)
 	}
+	t.Run("detected format", func(t *testing.T) {
+		var fe *pipeline.FieldError
+		_, err := sources.Open(sources.Config{Path: "testdata/folder", ImageColumn: "img"})
+		if err == nil || !contains(err.Error(), "image_column: the folder format has no columns (detected format folder)") || !errors.As(err, &fe) {
+			t.Fatalf("Open() = %v", err)
+		}
+	})
 }
 
 func contains(s, sub string) bool { return regexp.MustCompile(regexp.QuoteMeta(sub)).MatchString(s) }

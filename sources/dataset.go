@@ -3,6 +3,7 @@ package sources
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/contrastream/contrastream/pipeline"
 )
@@ -34,7 +35,9 @@ type Dataset interface {
 	// Index order, with Epoch 0, each owning its buffers. A structural
 	// problem (unreadable file, corrupt row group) is an error naming the
 	// file; a bad image is not: its bytes are returned as they are and Decode
-	// reports them.
+	// reports them. (An image file over an image folder's byte limit is not
+	// read at all: its sample carries a placeholder Image, for which Decode
+	// gives the reason.)
 	ReadChunk(ctx context.Context, i int) ([]pipeline.Sample, error)
 	// Close releases the files the dataset holds open.
 	Close() error
@@ -60,6 +63,33 @@ func ClassNames(ds Dataset) []string {
 		return n.ClassNames()
 	}
 	return nil
+}
+
+// maxPrealloc caps the initial capacity of a slice whose final length comes
+// from a file's metadata (a row count in a Parquet footer or an Arrow batch
+// header), which a corrupt or crafted file can set to anything, 2^40 say:
+// such a slice starts at most this long and grows by append as the data
+// actually arrives, so that memory follows the data read, never the count
+// a file claims. 64 Ki elements: 5 MiB of Samples.
+const maxPrealloc = 1 << 16
+
+// preallocLen is the capacity to give a slice that will hold n elements by
+// a file's word: n capped to [0, maxPrealloc].
+func preallocLen(n int64) int {
+	return int(min(max(n, 0), maxPrealloc))
+}
+
+// addRows returns total+rows, the rows of a dataset's files so far plus
+// those of one more row group or batch, or an error naming where when
+// rows is negative or the sum overflows (a corrupt or crafted count).
+func addRows(total, rows int64, where string) (int64, error) {
+	if rows < 0 {
+		return 0, fmt.Errorf("sources: %s: negative row count %d", where, rows)
+	}
+	if rows > math.MaxInt64-total {
+		return 0, fmt.Errorf("sources: %s: row count %d makes more than 2^63 rows in all: corrupt metadata", where, rows)
+	}
+	return total + rows, nil
 }
 
 // splitRows splits rows samples, the first with Index first, into chunks

@@ -29,9 +29,12 @@
 // derives from (Seed, e) only: the chunks are permuted, then the rows of
 // consecutive groups of chunks (at least ShuffleRows rows) are permuted
 // together. Shard i of n takes the samples with Index % n == i, so shards
-// are disjoint, cover the dataset, and each shard's order is the same
-// whatever the number of workers. StartEpoch and Offset resume a stream
-// where a checkpoint left it.
+// are disjoint, cover the dataset, and each shard's order is the unsharded
+// order with the other shards' samples left out, whatever the number of
+// workers. Every shard reads every chunk, though: n shards read the
+// dataset n times over (see StreamConfig.Shard for when to split by file
+// instead). StartEpoch and Offset resume a stream where a checkpoint left
+// it.
 //
 // # Errors
 //
@@ -40,7 +43,11 @@
 // match the file, an empty dataset) is one error naming the file and column,
 // returned by Open before anything streams, or by ReadChunk for a damaged
 // row group. Readers never panic on bad files: the Arrow and Parquet
-// libraries' panics are turned into errors.
+// libraries' panics are turned into errors. Nor do they trust the counts a
+// file states for memory: a Parquet footer whose row count differs from
+// its columns' value counts is rejected at Open, and no slice is
+// pre-allocated from a stated count beyond a small cap, so a file that
+// claims 2^40 rows and holds 5 costs 5 rows, then an error.
 //
 // A bad sample is not a structural problem. Sources do not decode images:
 // they emit every row as it is, including rows whose image is null or empty
@@ -48,7 +55,10 @@
 // reports each bad sample (no bytes, not a PNG or JPEG, zero size, over the
 // pixel limit, corrupt) as a *pipeline.SkipError naming its Origin, for the
 // flow to count against its limit. Decode checks the image's size from its
-// header before decoding it, so a decompression bomb costs nothing.
+// header before decoding it, so a decompression bomb costs nothing. An
+// image folder does not even read a file larger than the pixel limit
+// allows (16 bytes per pixel plus 1 MiB): its sample carries a placeholder
+// for which Decode gives that reason.
 //
 // # Costs
 //
@@ -56,8 +66,9 @@
 // listings), except for Arrow IPC, whose record batches are each read once
 // to count their rows, and gzipped IDX files, decompressed once into an
 // anonymous temporary file. Reading a Parquet row group opens the file
-// anew, reads the image bytes and label columns only (not the image paths),
-// and copies the bytes into one buffer per chunk that the samples share:
+// anew, reads the image bytes and label columns only (not the image paths)
+// in batches of a few thousand rows, and copies each batch's bytes into one
+// buffer that its samples share:
 // hundreds of thousands of 28×28 PNG samples per second on one core
 // (BenchmarkParquetRead). The datasets of this package are safe for
 // concurrent use.

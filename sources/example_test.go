@@ -49,7 +49,7 @@ func ExampleEach() {
 	})
 	fmt.Println(cfg.EpochLen(ds), "samples per epoch:", order[0], order[1], err)
 	// Output:
-	// 6 samples per epoch: [6 0 10 2 8 4] [10 0 4 2 8 6] <nil>
+	// 6 samples per epoch: [2 4 6 0 10 8] [0 4 8 2 10 6] <nil>
 }
 
 func ExampleDecode() {

@@ -2,7 +2,9 @@ package sources
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -24,11 +26,26 @@ var imageExts = []string{".png", ".jpg", ".jpeg"}
 // one sub-folder per class, or a flat folder of unlabeled images. Its file
 // list is made at Open; the files are read in ReadChunk, not decoded.
 type folderDataset struct {
-	root    string
-	files   []string // paths, in Index order
-	labels  []int64  // per file; nil when unlabeled
-	classes []string
-	chunks  []Chunk
+	root      string
+	files     []string // paths, in Index order
+	labels    []int64  // per file; nil when unlabeled
+	classes   []string
+	chunks    []Chunk
+	maxPixels int   // the pixel limit maxBytes derives from
+	maxBytes  int64 // files over it are not read: see maxImageBytes
+}
+
+// maxImageBytes is the largest image file an image folder reads: 16 bytes
+// per pixel of maxPixels, plus 1 MiB. An image within the pixel limit fits:
+// a PNG stores at most 8 bytes per pixel (16-bit RGBA, stored without
+// compression) plus a filter byte per row and the zlib framing; a JPEG's
+// worst case, every DCT coefficient coded at full length (27 bits), is
+// about 3.4 bytes per colour component, 13.5 per pixel for CMYK. The 1 MiB is for metadata
+// (EXIF, ICC profiles, text chunks). With DefaultMaxPixels it is 1 GiB + 1
+// MiB. A larger file is not read: Decode would refuse its image anyway,
+// after a read of gigabytes.
+func maxImageBytes(maxPixels int) int64 {
+	return 16*int64(maxPixels) + 1<<20
 }
 
 // OpenFolder opens an image folder. With sub-folders, each (not hidden)
@@ -38,12 +55,25 @@ type folderDataset struct {
 // unlabeled dataset. Images beside class folders, a class without images,
 // and a folder without images are errors. Hidden files and folders (".x")
 // are ignored, as are files that are not .png, .jpg or .jpeg.
+//
+// An image file larger than any image of DefaultMaxPixels pixels can be
+// (16 bytes per pixel plus 1 MiB; Open applies Config.MaxPixels instead)
+// is not read: its sample's Image is a placeholder for which Decode
+// returns a *pipeline.SkipError saying so, and which is an empty image to
+// anything else.
 func OpenFolder(root string) (Dataset, error) {
+	return openFolder(root, DefaultMaxPixels)
+}
+
+func openFolder(root string, maxPixels int) (Dataset, error) {
+	if maxPixels <= 0 {
+		maxPixels = DefaultMaxPixels
+	}
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		return nil, fmt.Errorf("sources: %w", err)
 	}
-	d := &folderDataset{root: root}
+	d := &folderDataset{root: root, maxPixels: maxPixels, maxBytes: maxImageBytes(maxPixels)}
 	var loose []string
 	for _, e := range ents {
 		name := e.Name()
@@ -135,7 +165,9 @@ func (d *folderDataset) Close() error         { return nil }
 func (d *folderDataset) ClassNames() []string { return d.classes }
 
 // ReadChunk reads the chunk's files. A file that cannot be read is an
-// error (a structural problem); its content is not looked at.
+// error (a structural problem); its content is not looked at. A file over
+// the byte limit is not read: its sample carries an unreadImage, which
+// Decode reports as a skip.
 func (d *folderDataset) ReadChunk(ctx context.Context, i int) ([]pipeline.Sample, error) {
 	if err := checkChunkIndex(d.root, i, len(d.chunks)); err != nil {
 		return nil, err
@@ -147,12 +179,14 @@ func (d *folderDataset) ReadChunk(ctx context.Context, i int) ([]pipeline.Sample
 			return nil, err
 		}
 		idx := ch.First + int64(k)
-		b, err := os.ReadFile(d.files[idx])
-		if err != nil {
-			return nil, fmt.Errorf("sources: %w", err)
-		}
 		s := pipeline.Sample{Index: idx, Label: pipeline.NoLabel, Origin: d.files[idx]}
-		if len(b) > 0 {
+		b, size, err := readLimited(d.files[idx], d.maxBytes)
+		switch {
+		case errors.Is(err, errTooLarge):
+			s.Image = &unreadImage{reason: fmt.Errorf("file of %d bytes not read: over the limit of %d bytes for an image of at most %d pixels (max_pixels; 16 bytes per pixel + 1 MiB)", size, d.maxBytes, d.maxPixels)}
+		case err != nil:
+			return nil, fmt.Errorf("sources: %w", err)
+		case len(b) > 0:
 			s.Encoded = b
 		}
 		if d.labels != nil {
@@ -161,4 +195,46 @@ func (d *folderDataset) ReadChunk(ctx context.Context, i int) ([]pipeline.Sample
 		out[k] = s
 	}
 	return out, nil
+}
+
+// errTooLarge is readLimited's error for a file over its limit.
+var errTooLarge = errors.New("file too large")
+
+// readLimited reads the file at path, or returns errTooLarge without
+// reading it when it is over limit bytes: by its size, or, if it grows
+// while being read, by what was read. size is the file's size, or what was
+// read of it when it grew.
+func readLimited(path string, limit int64) (b []byte, size int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	if size = st.Size(); size > limit {
+		return nil, size, errTooLarge
+	}
+	// As os.ReadFile, with one byte of room to see the end without
+	// growing, and no more than limit+1 bytes read.
+	r := io.LimitReader(f, limit+1)
+	b = make([]byte, 0, size+1)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > limit {
+			return nil, int64(len(b)), errTooLarge
+		}
+		if err == io.EOF {
+			return b, int64(len(b)), nil
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+	}
 }

@@ -238,6 +238,9 @@ func (d *idxDataset) ReadChunk(ctx context.Context, i int) ([]pipeline.Sample, e
 	}
 	ch := d.chunks[i]
 	px := int64(d.rows * d.cols)
+	// Bounded, though sized from the header: Open checked that the file
+	// holds the bytes the header announces, px is within max_pixels, and
+	// a chunk holds about idxChunkBytes of pixels (one image if larger).
 	pix := make([]byte, ch.Len*px)
 	if _, err := d.images.f.ReadAt(pix, d.images.body+ch.First*px); err != nil {
 		return nil, fmt.Errorf("sources: %s: %w", ch.Origin, err)

@@ -1,7 +1,7 @@
 package sources
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"image"
@@ -13,31 +13,50 @@ import (
 	"github.com/contrastream/contrastream/pipeline"
 )
 
-// Summary describes a dataset as Inspect found it.
+// Summary describes a dataset as Inspect found it. Its maps are owned by
+// whoever holds the Summary.
 type Summary struct {
-	Name    string
-	Rows    int64
-	Chunks  int
+	// Name is the dataset's Name.
+	Name string
+	// Rows is the number of samples, the dataset's Len.
+	Rows int64
+	// Chunks is the number of chunks (row groups, record batches, runs of
+	// files or images).
+	Chunks int
+	// Labeled reports whether the dataset has labels.
 	Labeled bool
 	// Columns lists the dataset's columns and their types, where the
 	// format has columns (Parquet, Arrow).
 	Columns []string
+	// Classes names the labels where the dataset knows them; see
+	// ClassNames.
 	Classes []string
 	// Labels counts the samples of each label (NoLabel for a missing one).
 	Labels map[int64]int64
-	// Sizes counts the images of each width × height × channels.
+	// Sizes counts the images of each width × height × channels, among the
+	// images that decode.
 	Sizes map[ImageSize]int64
-	// Formats counts the images of each encoding ("png", "jpeg", "raw").
+	// Formats counts the samples of each encoding, bad ones included:
+	// "png" and "jpeg" (as their headers say), "raw" (pixels from the
+	// source, as IDX), "none" (no bytes: a null image), "unread" (a file
+	// over an image folder's byte limit), "unknown".
 	Formats map[string]int64
-	// Bad counts the samples that would be skipped, and BadExamples names
-	// the first few with their reasons.
-	Bad         int64
+	// Bad counts the samples that would be skipped.
+	Bad int64
+	// BadExamples gives the reasons of the first 10 bad samples, each
+	// naming its sample's Origin.
 	BadExamples []string
 }
 
 // ImageSize is an image's width, height and channel count.
-type ImageSize struct{ W, H, C int }
+type ImageSize struct {
+	// W and H are the width and height in pixels.
+	W, H int
+	// C is the channel count: 1 for gray images, 3 for colour ones.
+	C int
+}
 
+// String returns "W×H×C".
 func (s ImageSize) String() string { return fmt.Sprintf("%d×%d×%d", s.W, s.H, s.C) }
 
 // Inspect reads every sample of ds once and decodes each image, to count
@@ -57,16 +76,8 @@ func Inspect(ctx context.Context, ds Dataset, maxPixels int, progress func(done 
 			progress(done)
 		}
 		s.Labels[smp.Label]++
-		format := "raw"
-		if smp.Image == nil {
-			_, f, err := image.DecodeConfig(bytes.NewReader(smp.Encoded))
-			if err != nil {
-				f = "unknown"
-			}
-			format = f
-		}
+		img, format, err := decode(smp, maxPixels)
 		s.Formats[format]++
-		img, err := Decode(smp, maxPixels)
 		if err != nil {
 			s.Bad++
 			if len(s.BadExamples) < 10 {
@@ -93,9 +104,16 @@ func channels(img image.Image) int {
 	return 3
 }
 
-// Write prints s for a person to read.
+// Write prints s for a person to read, deterministically: formats and
+// labels in sorted order, sizes by decreasing count, then by width, height
+// and channels. It returns the first error of w.
 func (s Summary) Write(w io.Writer) error {
-	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	var err error
+	p := func(format string, args ...any) {
+		if err == nil {
+			_, err = fmt.Fprintf(w, format, args...)
+		}
+	}
 	p("dataset  %s\nrows     %d in %d chunks\n", s.Name, s.Rows, s.Chunks)
 	if len(s.Columns) > 0 {
 		p("columns  %s\n", strings.Join(s.Columns, "; "))
@@ -105,7 +123,9 @@ func (s Summary) Write(w io.Writer) error {
 		p(" %s: %d", f, s.Formats[f])
 	}
 	p("\nsizes   ")
-	sizes := slices.SortedFunc(maps.Keys(s.Sizes), func(a, b ImageSize) int { return int(s.Sizes[b] - s.Sizes[a]) })
+	sizes := slices.SortedFunc(maps.Keys(s.Sizes), func(a, b ImageSize) int {
+		return cmp.Or(cmp.Compare(s.Sizes[b], s.Sizes[a]), cmp.Compare(a.W, b.W), cmp.Compare(a.H, b.H), cmp.Compare(a.C, b.C))
+	})
 	for i, z := range sizes {
 		if i == 8 {
 			p(" … (%d sizes)", len(sizes))
@@ -120,7 +140,7 @@ func (s Summary) Write(w io.Writer) error {
 		p("labels   %d\n", len(s.Labels))
 		for _, l := range slices.Sorted(maps.Keys(s.Labels)) {
 			name := ""
-			if l >= 0 && int(l) < len(s.Classes) {
+			if l >= 0 && l < int64(len(s.Classes)) {
 				name = s.Classes[l]
 			}
 			if l == pipeline.NoLabel {
@@ -133,5 +153,5 @@ func (s Summary) Write(w io.Writer) error {
 	for _, e := range s.BadExamples {
 		p("  %s\n", e)
 	}
-	return nil
+	return err
 }

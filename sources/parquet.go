@@ -39,7 +39,6 @@ type parquetFile struct {
 	image  string
 	label  string // "" when unlabeled
 	hf     bool
-	bytes  int // index of "bytes" in the image struct as read
 }
 
 type rowGroupRef struct {
@@ -51,31 +50,17 @@ type rowGroupRef struct {
 // with the given image and label column names ("" means "image" and
 // "label", the label being optional then). See Open.
 func OpenParquet(paths []string, imageColumn, labelColumn string) (Dataset, error) {
-	c := columns{image: imageColumn, label: labelColumn, labelSet: labelColumn != ""}
-	if c.image == "" {
-		c.image = "image"
-	}
-	if c.label == "" {
-		c.label = "label"
-	}
-	return openParquet(paths, c)
+	return openParquet(paths, newColumns(imageColumn, labelColumn))
 }
 
 // OpenParquetBytes opens a Parquet file held in memory (an embedded file),
 // named name in Origins and errors. data must not be modified while the
 // dataset is in use. Columns are as for OpenParquet.
 func OpenParquetBytes(name string, data []byte, imageColumn, labelColumn string) (Dataset, error) {
-	c := columns{image: imageColumn, label: labelColumn, labelSet: labelColumn != ""}
-	if c.image == "" {
-		c.image = "image"
-	}
-	if c.label == "" {
-		c.label = "label"
-	}
 	if data == nil {
 		data = []byte{} // not nil: nil means "read the file at name"
 	}
-	return openParquetFiles([]string{name}, [][]byte{data}, c)
+	return openParquetFiles([]string{name}, [][]byte{data}, newColumns(imageColumn, labelColumn))
 }
 
 func openParquet(paths []string, c columns) (Dataset, error) {
@@ -107,16 +92,19 @@ func openParquetFiles(paths []string, data [][]byte, c columns) (_ Dataset, err 
 		d.files = append(d.files, pf)
 		var row0 int64
 		for rg := range pf.meta.NumRowGroups() {
-			rows := pf.meta.RowGroup(rg).NumRows()
-			if rows < 0 {
-				return nil, fmt.Errorf("sources: %s: row group %d: negative row count %d", p, rg, rows)
+			origin := fmt.Sprintf("%s row group %d", p, rg)
+			rows, err := pf.rowCount(rg, origin)
+			if err != nil {
+				return nil, err
+			}
+			if d.n, err = addRows(d.n, rows, origin); err != nil {
+				return nil, err
 			}
 			if rows > 0 {
-				d.chunks = append(d.chunks, Chunk{First: d.n, Len: rows, Origin: fmt.Sprintf("%s row group %d", p, rg)})
+				d.chunks = append(d.chunks, Chunk{First: d.n - rows, Len: rows, Origin: origin})
 				d.where = append(d.where, rowGroupRef{file: fi, rowGroup: rg, row0: row0})
 			}
 			row0 += rows
-			d.n += rows
 		}
 	}
 	if d.n == 0 {
@@ -176,6 +164,40 @@ func openParquetMeta(p string, data []byte, c columns) (pf parquetFile, classes,
 	return pf, classes, cols, nil
 }
 
+// rowCount returns the row count the footer states for row group rg, after
+// checking it against the column chunks of the leaves read. By the Parquet
+// format, a column chunk's num_values counts its entries, nulls included:
+// one per row for a leaf outside any repeated field (repetition level 0),
+// which the image bytes and the label always are (plan accepts no list
+// type). So a row count unlike such a leaf's num_values is a corrupt or
+// crafted footer, rejected here, before any reading.
+//
+// A footer that lies in both counts cannot be caught from the metadata: no
+// bound on rows from the chunk's byte size is sound, since RLE-encoded
+// definition levels, delta encodings and compression store millions of null
+// or empty values in a few bytes. Such a footer is made harmless instead:
+// nothing is allocated from the count (ReadChunk reads in batches of
+// parquetBatchRows and stops where the data ends; Each caps its
+// pre-allocation), and ReadChunk reports the difference.
+func (pf *parquetFile) rowCount(rg int, origin string) (int64, error) {
+	md := pf.meta.RowGroup(rg)
+	rows := md.NumRows()
+	if rows < 0 {
+		return 0, fmt.Errorf("sources: %s: negative row count %d", origin, rows)
+	}
+	for _, leaf := range pf.leaves {
+		cc, err := md.ColumnChunk(leaf)
+		if err != nil {
+			return 0, fmt.Errorf("sources: %s: %w", origin, err)
+		}
+		col := pf.meta.Schema.Column(leaf)
+		if n := cc.NumValues(); n != rows && (col.MaxRepetitionLevel() == 0 || n < rows) {
+			return 0, fmt.Errorf("sources: %s: the footer says %d rows but column %q holds %d values: corrupt metadata", origin, rows, col.Path(), n)
+		}
+	}
+	return rows, nil
+}
+
 // open opens the file, with its metadata when meta is not nil.
 func (pf *parquetFile) open(meta *metadata.FileMetaData) (*file.Reader, error) {
 	var opts []file.ReadOption
@@ -205,8 +227,16 @@ func (d *parquetDataset) ClassNames() []string { return d.classes }
 // Columns lists the first file's columns as "name: type".
 func (d *parquetDataset) Columns() []string { return d.columns }
 
+// parquetBatchRows is the number of rows ReadChunk reads from a row group
+// at a time: the Parquet reader's buffers are sized by it, not by the row
+// count the footer states.
+const parquetBatchRows = 4096
+
 // ReadChunk reads one row group: the image bytes and the label, nothing
-// else. Memory is about twice the row group's size while it runs.
+// else, in batches of parquetBatchRows rows. Memory is about the row
+// group's size plus one batch's while it runs. A row group whose data
+// holds more or fewer rows than its footer says is an error; memory
+// follows the rows read, never the footer's count.
 func (d *parquetDataset) ReadChunk(ctx context.Context, i int) (out []pipeline.Sample, err error) {
 	if err := checkChunkIndex(d.name, i, len(d.chunks)); err != nil {
 		return nil, err
@@ -219,53 +249,81 @@ func (d *parquetDataset) ReadChunk(ctx context.Context, i int) (out []pipeline.S
 		return nil, fmt.Errorf("sources: %s: %w", pf.path, err)
 	}
 	defer r.Close()
-	fr, err := pqarrow.NewFileReader(r, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	fr, err := pqarrow.NewFileReader(r, pqarrow.ArrowReadProperties{BatchSize: parquetBatchRows}, memory.DefaultAllocator)
 	if err != nil {
 		return nil, fmt.Errorf("sources: %s: %w", pf.path, err)
 	}
-	tbl, err := fr.ReadRowGroups(ctx, pf.leaves, []int{ref.rowGroup})
+	rr, err := fr.GetRecordReader(ctx, pf.leaves, []int{ref.rowGroup})
 	if err != nil {
 		return nil, fmt.Errorf("sources: %s: %w", ch.Origin, err)
 	}
-	defer tbl.Release()
-	if tbl.NumRows() != ch.Len {
-		return nil, fmt.Errorf("sources: %s: read %d rows, the footer says %d", ch.Origin, tbl.NumRows(), ch.Len)
+	defer rr.Release()
+	cols, err := readColumns(rr.Schema(), pf.image, pf.label, pf.hf)
+	if err != nil {
+		return nil, fmt.Errorf("sources: %s: %w", ch.Origin, err)
 	}
-	sc := tbl.Schema()
-	imgCol := tbl.Column(sc.FieldIndices(pf.image)[0]).Data()
-	var labels []int64
-	if pf.label != "" {
-		labels = labelValues(tbl.Column(sc.FieldIndices(pf.label)[0]).Data().Chunks())
-	}
-	bytesIdx := 0
-	if pf.hf {
-		st, ok := sc.Field(sc.FieldIndices(pf.image)[0]).Type.(*arrow.StructType)
-		if !ok {
-			return nil, fmt.Errorf("sources: %s: image column read as %s", ch.Origin, sc.Field(0).Type)
-		}
-		if bytesIdx, ok = st.FieldIdx("bytes"); !ok {
-			return nil, fmt.Errorf("sources: %s: image struct read without its bytes", ch.Origin)
-		}
-	}
-	// The image column may come in several chunks; labels were flattened.
-	out = make([]pipeline.Sample, 0, ch.Len)
+	out = make([]pipeline.Sample, 0, preallocLen(ch.Len))
 	var off int64
-	for _, img := range imgCol.Chunks() {
-		var lab []int64
-		if labels != nil {
-			if off+int64(img.Len()) > int64(len(labels)) {
-				return nil, fmt.Errorf("sources: %s: fewer labels (%d) than images", ch.Origin, len(labels))
-			}
-			lab = labels[off : off+int64(img.Len())]
+	for rr.Next() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
-		s, err := samples(img, lab, pf.hf, bytesIdx, ch.First+off, ref.row0+off, pf.path)
+		rec := rr.RecordBatch()
+		n := rec.NumRows()
+		if off+n > ch.Len {
+			return nil, fmt.Errorf("sources: %s: the data holds more rows than the %d the footer says", ch.Origin, ch.Len)
+		}
+		var labels []int64
+		if cols.label >= 0 {
+			labels = labelValues([]arrow.Array{rec.Column(cols.label)})
+		}
+		s, err := samples(rec.Column(cols.image), labels, pf.hf, cols.bytesIdx, ch.First+off, ref.row0+off, pf.path)
 		if err != nil {
 			return nil, err
 		}
+		if int64(len(s)) != n {
+			return nil, fmt.Errorf("sources: %s: a batch of %d rows has %d images", ch.Origin, n, len(s))
+		}
 		out = append(out, s...)
-		off += int64(img.Len())
+		off += n
+	}
+	if err := rr.Err(); err != nil {
+		return nil, fmt.Errorf("sources: %s: %w", ch.Origin, err)
+	}
+	if off != ch.Len {
+		return nil, fmt.Errorf("sources: %s: read %d rows, the footer says %d", ch.Origin, off, ch.Len)
 	}
 	return out, nil
+}
+
+// readColumns locates the columns in the schema of batches as read: the
+// image column, when hf the index of "bytes" in its struct (which holds
+// only that child then), and the label column, -1 when label is "".
+func readColumns(sc *arrow.Schema, image, label string, hf bool) (l layout, err error) {
+	l = layout{image: -1, label: -1}
+	ii := sc.FieldIndices(image)
+	if len(ii) == 0 {
+		return l, fmt.Errorf("image column %q not read", image)
+	}
+	l.image, l.hf = ii[0], hf
+	if hf {
+		t := sc.Field(l.image).Type
+		st, ok := t.(*arrow.StructType)
+		if !ok {
+			return l, fmt.Errorf("image column %q read as %s, not a struct", image, t)
+		}
+		if l.bytesIdx, ok = st.FieldIdx("bytes"); !ok {
+			return l, fmt.Errorf("image column %q read as %s, without its bytes", image, t)
+		}
+	}
+	if label != "" {
+		li := sc.FieldIndices(label)
+		if len(li) == 0 {
+			return l, fmt.Errorf("label column %q not read", label)
+		}
+		l.label = li[0]
+	}
+	return l, nil
 }
 
 // recoverInto turns a panic of the Arrow or Parquet libraries (seen on

@@ -2,14 +2,18 @@ package sources_test
 
 import (
 	"context"
+	"encoding/binary"
 	"image"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/apache/arrow-go/v18/parquet/metadata"
 
 	"github.com/contrastream/contrastream/pipeline"
 	"github.com/contrastream/contrastream/sinks"
@@ -199,4 +203,75 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(filepath.Dir(benchFile.path))
 	}
 	os.Exit(code)
+}
+
+// lyingFooter rewrites the footer of the Parquet file b: row group rg
+// claims rows rows and, when values >= 0, each of its column chunks claims
+// values values.
+func lyingFooter(t *testing.T, b []byte, rg int, rows, values int64) []byte {
+	t.Helper()
+	n := int(binary.LittleEndian.Uint32(b[len(b)-8:]))
+	body := b[:len(b)-8-n]
+	md, err := metadata.NewFileMetaData(b[len(body):len(b)-8], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md.NumRows += rows - md.RowGroups[rg].NumRows
+	md.RowGroups[rg].NumRows = rows
+	if values >= 0 {
+		for _, c := range md.RowGroups[rg].Columns {
+			c.MetaData.NumValues = values
+		}
+	}
+	footer, err := md.Serialize(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := append(append([]byte(nil), body...), footer...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(footer)))
+	return append(out, "PAR1"...)
+}
+
+// TestParquetLyingFooter opens and streams files whose footer states row
+// counts their data do not hold: each must fail with an error naming the
+// row group, without allocating for the count (before the fix, a footer
+// claiming 2^40 rows crashed the process: out of memory).
+func TestParquetLyingFooter(t *testing.T) {
+	hf, err := os.ReadFile("testdata/hf.parquet") // row groups of 5, 5, 2 rows
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name         string
+		rg           int
+		rows, values int64 // values -1: as written
+		want         string
+	}{
+		{"rows unlike values", 0, 1 << 40, -1, "row group 0: the footer says 1099511627776 rows but column \"image.bytes\" holds 5 values"},
+		{"fewer rows than values", 1, 2, -1, "row group 1: the footer says 2 rows but column \"image.bytes\" holds 5 values"},
+		{"negative rows", 2, -1, -1, "row group 2: negative row count -1"},
+		{"consistent lie, 2^40 rows", 0, 1 << 40, 1 << 40, "row group 0: read 5 rows, the footer says 1099511627776"},
+		{"consistent lie, 1000 rows", 2, 1000, 1000, "row group 2: read 2 rows, the footer says 1000"},
+		{"consistent lie, fewer rows", 0, 3, 3, "row group 0: the data holds more rows than the 3 the footer says"},
+		{"total over 2^63", 1, 1 << 62, 1 << 62, "lie2.parquet row group 1: row count 4611686018427387904 makes more than 2^63 rows in all"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			lie := lyingFooter(t, hf, tt.rg, tt.rows, tt.values)
+			cfg := sources.Config{Path: filepath.Join(dir, "lie.parquet")}
+			if strings.Contains(tt.want, "lie2") {
+				cfg.Paths = []string{filepath.Join(dir, "lie2.parquet")} // 2 × (2^62 + 7) rows
+			}
+			for _, p := range append([]string{cfg.Path}, cfg.Paths...) {
+				if err := os.WriteFile(p, lie, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := openAndStream(cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want %q", err, tt.want)
+			}
+		})
+	}
 }

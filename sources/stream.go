@@ -29,37 +29,52 @@ type StreamConfig struct {
 	// grouped until a group holds ShuffleRows rows; each group's rows are
 	// shuffled together. 1 shuffles within single chunks; larger values mix
 	// more (a folder sorted by class, a Parquet file of small row groups)
-	// for more memory: a group's samples are held at once. Default
+	// for more memory: a group's samples (of this shard) are held at once,
+	// with 8 bytes per row of the group (of every shard). Default
 	// DefaultShuffleRows.
 	ShuffleRows int `yaml:"shuffle_rows"`
 	// Shard and Shards split the dataset: shard i of n takes the samples
 	// whose Index % n == i, whatever the order, so that the shards are
-	// disjoint and together cover the dataset. Default shard 0 of 1.
-	Shard  int `yaml:"shard"`
+	// disjoint and together cover the dataset. A shard's order is the
+	// unsharded order of the same Seed and epoch with the other shards'
+	// samples left out. Default shard 0 of 1.
+	//
+	// Cost: every shard reads (and decompresses) every chunk and keeps 1/n
+	// of its rows, so n shards together read the dataset n times over.
+	// That is cheap for a few shards or a dataset that fits in the page
+	// cache. For many shards over large files, shard by file instead: give
+	// each worker its own files (Path, Paths) and Shards 1; each file is
+	// then read once, at the price of shards of unequal sizes whose orders
+	// are not sub-orders of one order.
+	Shard int `yaml:"shard"`
+	// Shards is the number of shards; see Shard. Default 1.
 	Shards int `yaml:"shards"`
 	// StartEpoch and Offset resume a stream: the epochs before StartEpoch
 	// are not streamed, nor the first Offset samples (of this shard) of
 	// StartEpoch. Whole groups of chunks that are skipped are not read.
-	StartEpoch int   `yaml:"start_epoch"`
-	Offset     int64 `yaml:"offset"`
+	StartEpoch int `yaml:"start_epoch"`
+	// Offset is the number of samples of StartEpoch (of this shard) not
+	// streamed; see StartEpoch. Default 0.
+	Offset int64 `yaml:"offset"`
 }
 
-// Validate checks c; its errors name the field by its YAML name.
+// Validate checks c. Its errors are *pipeline.FieldError naming the field
+// by its YAML name.
 func (c StreamConfig) Validate() error {
 	c = c.defaults()
 	switch {
 	case c.Epochs < 0:
-		return fmt.Errorf("sources: epochs: %d is negative", c.Epochs)
+		return fieldError("epochs", "%d is negative", c.Epochs)
 	case c.Shards < 0:
-		return fmt.Errorf("sources: shards: %d is negative", c.Shards)
+		return fieldError("shards", "%d is negative", c.Shards)
 	case c.Shard < 0 || c.Shard >= c.Shards:
-		return fmt.Errorf("sources: shard: %d is not in [0, %d)", c.Shard, c.Shards)
+		return fieldError("shard", "%d is not in [0, %d)", c.Shard, c.Shards)
 	case c.ShuffleRows < 0:
-		return fmt.Errorf("sources: shuffle_rows: %d is negative", c.ShuffleRows)
+		return fieldError("shuffle_rows", "%d is negative", c.ShuffleRows)
 	case c.StartEpoch < 0 || c.StartEpoch >= c.Epochs:
-		return fmt.Errorf("sources: start_epoch: %d is not in [0, %d)", c.StartEpoch, c.Epochs)
+		return fieldError("start_epoch", "%d is not in [0, %d)", c.StartEpoch, c.Epochs)
 	case c.Offset < 0:
-		return fmt.Errorf("sources: offset: %d is negative", c.Offset)
+		return fieldError("offset", "%d is negative", c.Offset)
 	}
 	return nil
 }
@@ -111,9 +126,13 @@ func shardCount(ch Chunk, i, n int) int64 {
 //	epoch 0: ─7─4─6─5─9─8─1─0─3─2─|
 //	epoch 1: ─8─9─4─7─5─6─3─1─2─0─|
 //
-// With Shards 2, shard 1 gets the odd Indices in the same order:
+// With Shards 2, shard 1 gets the odd Indices in the same order (each
+// group's rows are shuffled whole, then filtered by shard):
 //
 //	epoch 0: ─7─5─9─1─3─|
+//
+// Every shard reads every chunk whole: see StreamConfig.Shard for
+// that cost.
 func NewStage(ds Dataset, cfg StreamConfig) pipeline.Stage {
 	return pipeline.StageFunc(func(ctx context.Context, _ *pipeline.Inbox, out *pipeline.Outbox) error {
 		return Each(ctx, ds, cfg, func(s pipeline.Sample) error { return out.Send(ctx, s) })
@@ -146,7 +165,16 @@ func Each(ctx context.Context, ds Dataset, cfg StreamConfig, fn func(pipeline.Sa
 				skip -= count
 				continue
 			}
-			rows := make([]pipeline.Sample, 0, count)
+			// rows holds the shard's samples of the group as read; slots,
+			// when shuffling, has one entry per row of the group (every
+			// shard's): the position in rows of a row of this shard, or
+			// -1. Shuffling slots, then skipping the -1s, gives
+			// this shard the unsharded order with the other shards' rows
+			// left out. The counts come from the dataset's metadata,
+			// so the pre-allocations are capped: a chunk that claims 2^40
+			// rows and holds 5 costs 5 rows of memory, then an error.
+			rows := make([]pipeline.Sample, 0, preallocLen(count))
+			var slots []int
 			for _, ci := range group {
 				if err := ctx.Err(); err != nil {
 					return err
@@ -159,28 +187,49 @@ func Each(ctx context.Context, ds Dataset, cfg StreamConfig, fn func(pipeline.Sa
 					return err
 				}
 				for _, s := range ss {
+					slot := -1
 					if s.Index%int64(cfg.Shards) == int64(cfg.Shard) {
 						s.Epoch = e
+						slot = len(rows)
 						rows = append(rows, s)
+					}
+					if cfg.Shuffle {
+						slots = append(slots, slot)
 					}
 				}
 			}
-			if cfg.Shuffle && len(rows) > 1 {
+			if cfg.Shuffle && len(slots) > 1 {
 				src := newSource(cfg.Seed, e, 1, uint64(g))
-				for i := len(rows) - 1; i > 0; i-- {
+				for i := len(slots) - 1; i > 0; i-- {
 					j := src.intn(uint64(i + 1))
-					rows[i], rows[j] = rows[j], rows[i]
+					slots[i], slots[j] = slots[j], slots[i]
 				}
 			}
-			for _, s := range rows[skip:] {
+			emit := func(s pipeline.Sample) error {
+				if skip > 0 { // skip < count: the group is not skipped whole
+					skip--
+					return nil
+				}
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				if err := fn(s); err != nil {
-					return err
+				return fn(s)
+			}
+			if !cfg.Shuffle {
+				for _, s := range rows {
+					if err := emit(s); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			for _, k := range slots {
+				if k >= 0 {
+					if err := emit(rows[k]); err != nil {
+						return err
+					}
 				}
 			}
-			skip = 0
 		}
 	}
 	return nil

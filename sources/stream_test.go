@@ -197,19 +197,25 @@ func TestStreamResume(t *testing.T) {
 
 func TestStreamConfigValidate(t *testing.T) {
 	for _, tt := range []struct {
-		cfg  sources.StreamConfig
-		want string
+		cfg   sources.StreamConfig
+		field string
+		want  string
 	}{
-		{sources.StreamConfig{Epochs: -1}, "epochs: -1"},
-		{sources.StreamConfig{Shards: 2, Shard: 2}, "shard: 2 is not in [0, 2)"},
-		{sources.StreamConfig{Shard: -1}, "shard: -1"},
-		{sources.StreamConfig{ShuffleRows: -1}, "shuffle_rows"},
-		{sources.StreamConfig{Epochs: 2, StartEpoch: 2}, "start_epoch: 2"},
-		{sources.StreamConfig{Offset: -1}, "offset: -1"},
+		{sources.StreamConfig{Epochs: -1}, "epochs", "epochs: -1"},
+		{sources.StreamConfig{Shards: -2}, "shards", "shards: -2 is negative"},
+		{sources.StreamConfig{Shards: 2, Shard: 2}, "shard", "shard: 2 is not in [0, 2)"},
+		{sources.StreamConfig{Shard: -1}, "shard", "shard: -1"},
+		{sources.StreamConfig{ShuffleRows: -1}, "shuffle_rows", "shuffle_rows"},
+		{sources.StreamConfig{Epochs: 2, StartEpoch: 2}, "start_epoch", "start_epoch: 2"},
+		{sources.StreamConfig{Offset: -1}, "offset", "offset: -1"},
 	} {
 		err := sources.Each(context.Background(), &fakeDataset{n: 10, per: 3}, tt.cfg, func(pipeline.Sample) error { return nil })
 		if err == nil || !contains(err.Error(), tt.want) {
 			t.Errorf("%+v: %v, want %q", tt.cfg, err, tt.want)
+		}
+		var fe *pipeline.FieldError
+		if !errors.As(err, &fe) || fe.Field != tt.field {
+			t.Errorf("%+v: %#v, want a *pipeline.FieldError for %s", tt.cfg, err, tt.field)
 		}
 	}
 }
@@ -295,5 +301,66 @@ func TestStreamDiagram(t *testing.T) {
 	cfg.Epochs, cfg.Shard, cfg.Shards = 1, 1, 2
 	if got, want := order(t, ds, cfg)[0], []int64{7, 5, 9, 1, 3}; !slices.Equal(got, want) {
 		t.Errorf("shard 1: got %v, want %v", got, want)
+	}
+}
+
+// TestStreamShardsAreSubOrders checks that a shard's order is the
+// unsharded order of the same seed and epoch without the other shards'
+// samples, whatever ShuffleRows and the resume point.
+func TestStreamShardsAreSubOrders(t *testing.T) {
+	ds := &fakeDataset{n: 1001, per: 50}
+	for _, rows := range []int{1, 200, 5000} {
+		for _, n := range []int{2, 3, 8} {
+			t.Run(fmt.Sprintf("shuffle_rows %d shards %d", rows, n), func(t *testing.T) {
+				cfg := sources.StreamConfig{Seed: 5, Epochs: 2, Shuffle: true, ShuffleRows: rows}
+				all := order(t, ds, cfg)
+				for i := range n {
+					c := cfg
+					c.Shard, c.Shards = i, n
+					got := order(t, ds, c)
+					for e := range all {
+						var want []int64
+						for _, idx := range all[e] {
+							if idx%int64(n) == int64(i) {
+								want = append(want, idx)
+							}
+						}
+						if !slices.Equal(got[e], want) {
+							t.Fatalf("epoch %d shard %d: %v…, want %v…", e, i, got[e][:5], want[:5])
+						}
+						// Resumed in the middle, the rest is the same.
+						c.StartEpoch, c.Offset = e, int64(len(want)/3)
+						if rest := order(t, ds, c)[e]; !slices.Equal(rest, want[len(want)/3:]) {
+							t.Fatalf("epoch %d shard %d resumed at %d: not the rest of the order", e, i, c.Offset)
+						}
+						c.StartEpoch, c.Offset = 0, 0
+					}
+				}
+			})
+		}
+	}
+}
+
+// liarDataset has one chunk that claims 1<<40 samples and reads 3.
+type liarDataset struct{ fakeDataset }
+
+func (l *liarDataset) Len() int64 { return 1 << 40 }
+func (l *liarDataset) Chunks() []sources.Chunk {
+	return []sources.Chunk{{First: 0, Len: 1 << 40, Origin: "huge chunk"}}
+}
+func (l *liarDataset) ReadChunk(ctx context.Context, i int) ([]pipeline.Sample, error) {
+	return (&fakeDataset{n: 3, per: 3}).ReadChunk(ctx, 0)
+}
+
+// TestStreamCapsPreallocation streams a dataset whose chunk claims 2^40
+// samples: Each must not allocate for the claim (a makeslice panic or an
+// out-of-memory crash) but report the short read, sharded or not,
+// shuffled or not.
+func TestStreamCapsPreallocation(t *testing.T) {
+	for _, cfg := range []sources.StreamConfig{{}, {Shuffle: true}, {Shuffle: true, Shards: 3, Shard: 1}} {
+		err := sources.Each(context.Background(), &liarDataset{}, cfg, func(pipeline.Sample) error { return nil })
+		if err == nil || !contains(err.Error(), "huge chunk: read 3 samples, want 1099511627776") {
+			t.Errorf("%+v: got %v", cfg, err)
+		}
 	}
 }

@@ -103,7 +103,7 @@ func (s *subset) ReadChunk(ctx context.Context, i int) ([]pipeline.Sample, error
 	if err := checkChunk(s.ds, pch, all); err != nil {
 		return nil, err
 	}
-	out := make([]pipeline.Sample, ch.Len)
+	out := make([]pipeline.Sample, ch.Len) // ch.Len ≤ len(all): counted from s.indices, checked by Subset
 	for k := range out {
 		out[k] = all[s.indices[ch.First+int64(k)]-pch.First]
 		out[k].Index = ch.First + int64(k)
