@@ -240,7 +240,35 @@ func TestPreview(t *testing.T) {
 	if again[0].Index != rows[0].Index || again[0].Images[1].At(14, 14) != rows[0].Images[1].At(14, 14) {
 		t.Error("the preview is not deterministic")
 	}
-	if n, err := flows.EpochLen(spec); err != nil || n != 2000 {
-		t.Errorf("EpochLen = %d, %v; want 2000", n, err)
+}
+
+func TestPlan(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		sets    []string
+		want    flows.Plan
+		wantErr string
+	}{
+		{"drop", []string{"epochs=2"}, flows.Plan{EpochLen: 2000, Epochs: 2, BatchSize: 256, Batches: 7}, ""},
+		{"pad", []string{"stages.collate.last=pad"}, flows.Plan{EpochLen: 2000, Epochs: 1, BatchSize: 256, Batches: 8}, ""},
+		{"shard", []string{"source.shards=3", "source.shard=2", "stages.collate.batch_size=100"}, flows.Plan{EpochLen: 666, Epochs: 1, BatchSize: 100, Batches: 6}, ""},
+		{"no batch", []string{"stages.collate.batch_size=4096"}, flows.Plan{}, "fewer than batch_size 4096"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, err := flows.Load("data", append([]string{"source.path=builtin:test"}, tc.sets...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := flows.PlanOf(spec)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "last: pad") {
+					t.Fatalf("err = %v, want one containing %q and what to change", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || p != tc.want {
+				t.Errorf("PlanOf = %+v, %v; want %+v", p, err, tc.want)
+			}
+		})
 	}
 }

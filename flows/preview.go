@@ -85,18 +85,3 @@ func Preview(ctx context.Context, spec *pipeline.Spec, n int) ([]PreviewRow, err
 	}
 	return rows, nil
 }
-
-// EpochLen is the number of samples one epoch of spec's source streams (its
-// shard, when sharded), for progress displays.
-func EpochLen(spec *pipeline.Spec) (int64, error) {
-	src, ok := spec.Source.Config.(*DatasetConfig)
-	if !ok {
-		return 0, fmt.Errorf("flow %q has no dataset source", spec.Name)
-	}
-	ds, err := OpenDataset(src.Config)
-	if err != nil {
-		return 0, err
-	}
-	defer ds.Close()
-	return src.stream(spec.Seed, spec.Epochs).EpochLen(ds), nil
-}

@@ -49,10 +49,11 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	perEpoch, err := flows.EpochLen(spec)
+	plan, err := flows.PlanOf(spec)
 	if err != nil {
 		return err
 	}
+	perEpoch := plan.EpochLen
 	var prog *sinks.Progress
 	start := time.Now()
 	if !*quiet {
