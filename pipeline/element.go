@@ -81,3 +81,33 @@ type Batch struct {
 
 // Len is the number of samples in the batch, padding included.
 func (b *Batch) Len() int { return len(b.Indices) }
+
+// StepMetrics is what one training step reports: the element that the
+// optimize stage hands to the sinks (metrics log, progress display,
+// checkpoints).
+type StepMetrics struct {
+	// Step is the global step, from 0; Epoch the epoch it belongs to.
+	Step  int64 `json:"step"`
+	Epoch int   `json:"epoch"`
+	// Samples is the number of real samples the step trained on.
+	Samples int `json:"samples"`
+	// Loss is the step's loss.
+	Loss float64 `json:"loss"`
+	// LR is the learning rate the step used.
+	LR float64 `json:"lr"`
+	// Momentum is the key encoder's momentum (MoCo), 0 otherwise.
+	Momentum float64 `json:"momentum,omitempty"`
+	// PosCos and NegCos are the mean cosine similarity of positive pairs
+	// and of negatives.
+	PosCos float64 `json:"pos_cos"`
+	NegCos float64 `json:"neg_cos"`
+	// Alignment is E‖z₁−z₂‖² over positive pairs of L2-normalised
+	// embeddings, and Uniformity log E exp(−2‖zᵢ−zⱼ‖²) over the batch's
+	// pairs (Wang and Isola, 2020): lower is better for both.
+	Alignment  float64 `json:"alignment"`
+	Uniformity float64 `json:"uniformity"`
+	// SamplesPerSec is the step's throughput (samples, not views).
+	SamplesPerSec float64 `json:"samples_per_s"`
+	// Seconds is the step's wall time.
+	Seconds float64 `json:"seconds"`
+}
