@@ -1,0 +1,221 @@
+package loss
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/contrastream/contrastream/pipeline"
+)
+
+// Loss computes a contrastive loss of a batch's embeddings and its
+// gradient with respect to them. InfoNCE, NTXent and SupCon implement it.
+//
+// A Loss keeps float64 scratch buffers between calls, so that a step of a
+// given shape allocates nothing after the first; it is therefore not safe
+// for concurrent use. Use one value per training loop.
+type Loss interface {
+	// Name is "infonce", "ntxent" or "supcon".
+	Name() string
+	// Compute reads in and writes the loss, its gradient and the metrics
+	// into out, reusing out.Grad's buffers. It returns an error, and
+	// leaves out unspecified, when in's shapes do not fit together (or,
+	// a bug, when one of its goroutines panicked: the error holds the
+	// panic and its stack).
+	Compute(in Inputs, out *Outputs) error
+}
+
+// Inputs are one batch's embeddings as the encoders produced them: raw,
+// not normalised (every loss L2-normalises its inputs itself, and its
+// gradient goes through that normalisation). The loss only reads them.
+type Inputs struct {
+	// Z[v] holds view v's embeddings, N×D float32 in row-major order: row i
+	// is sample i. For InfoNCE, Z[0] is the query and Z[1] the key.
+	Z [2][]float32
+	// N is the number of samples in the batch, padding included; D is the
+	// embedding size. len(Z[v]) must be N×D.
+	N, D int
+	// Labels are the samples' classes, len N (SupCon only; the other losses
+	// ignore them). A label of a valid sample must be ≥ 0.
+	Labels []int64
+	// Valid is the number of real samples, as pipeline.Batch.Valid: samples
+	// Valid…N−1 are padding and take no part in the loss (neither anchor,
+	// positive, negative, nor metric), and their gradient rows are zero.
+	// 0 means N (no padding); otherwise 1 ≤ Valid ≤ N.
+	Valid int
+	// Queue holds K keys of earlier batches, K×D float32 row-major
+	// (InfoNCE only). Its rows need not be normalised; the loss normalises
+	// each.
+	Queue []float32
+	// K is the number of queue rows (InfoNCE only), ≥ 1.
+	K int
+}
+
+// valid returns the number of real samples.
+func (in *Inputs) valid() int {
+	if in.Valid == 0 {
+		return in.N
+	}
+	return in.Valid
+}
+
+// check reports the first way in which in's shapes do not fit together,
+// for the loss called name.
+func (in *Inputs) check(name string) error {
+	if in.N < 1 || in.D < 1 {
+		return fmt.Errorf("loss %s: N = %d, D = %d; want both ≥ 1", name, in.N, in.D)
+	}
+	if in.Valid < 0 || in.Valid > in.N {
+		return fmt.Errorf("loss %s: Valid = %d, want 0 (all) or 1…N = %d", name, in.Valid, in.N)
+	}
+	for v := range 2 {
+		if len(in.Z[v]) != in.N*in.D {
+			return fmt.Errorf("loss %s: len(Z[%d]) = %d, want N×D = %d×%d = %d", name, v, len(in.Z[v]), in.N, in.D, in.N*in.D)
+		}
+	}
+	return nil
+}
+
+// Outputs are what a Loss computes. The caller owns it and may reuse it
+// from step to step: Compute reslices Grad's buffers and allocates only
+// when one is too short.
+type Outputs struct {
+	// Loss is the mean loss over the anchors that count (see Anchors).
+	Loss float64
+	// Grad[v] is dL/dZ[v], N×D float32 row-major; rows of padding are zero.
+	// InfoNCE gives no gradient for the key: it sets Grad[1] to length 0
+	// (keeping its capacity).
+	Grad [2][]float32
+	// PosCos is the mean cosine similarity of the positive pairs (anchor,
+	// positive), over all such ordered pairs of the anchors that count.
+	PosCos float64
+	// NegCos is the mean cosine similarity of the negative pairs (anchor,
+	// negative), likewise.
+	NegCos float64
+	// Top1 is the fraction of anchors whose most similar candidate (the
+	// largest logit) is a positive: MoCo's "acc@1".
+	Top1 float64
+	// Anchors is the number of anchors the mean runs over: Valid for
+	// InfoNCE, 2×Valid for NTXent and SupCon, less any SupCon anchor
+	// without a positive.
+	Anchors int
+}
+
+// setGrad writes g (rows×d float64) into the first rows of dst (n×d
+// float32, resliced or allocated) and zeroes the rest.
+func setGrad(dst []float32, g []float64, rows, n, d int) []float32 {
+	dst = grow(dst, n*d)
+	toFloat32(dst, g[:rows*d])
+	clear(dst[rows*d:])
+	return dst
+}
+
+// Default temperatures, as in MoCo v2, SimCLR and SupCon.
+const (
+	DefaultInfoNCETemperature = 0.2
+	DefaultNTXentTemperature  = 0.5
+	DefaultSupConTemperature  = 0.1
+)
+
+// MinTemperature is the smallest temperature Validate accepts: below it the
+// logits (cos/T) reach the thousands and the softmax is a hard max.
+const MinTemperature = 1e-4
+
+// validateTemperature returns a *pipeline.FieldError for t unless it is 0
+// (the default) or a finite number ≥ MinTemperature.
+func validateTemperature(t float64) error {
+	if t == 0 {
+		return nil
+	}
+	if math.IsNaN(t) || math.IsInf(t, 0) || t < MinTemperature {
+		return fieldError("temperature", fmt.Sprintf("must be a finite number ≥ %g (0: the default), got %g", MinTemperature, t))
+	}
+	return nil
+}
+
+func fieldError(field, msg string) error { return &pipeline.FieldError{Field: field, Msg: msg} }
+
+// orDefault returns t, or def when t is 0.
+func orDefault(t, def float64) float64 {
+	if t == 0 {
+		return def
+	}
+	return t
+}
+
+// The names of the losses, as Config.Type and Loss.Name spell them.
+const (
+	TypeInfoNCE = "infonce"
+	TypeNTXent  = "ntxent"
+	TypeSupCon  = "supcon"
+)
+
+// Config chooses a loss and its temperature, for flow specs. Its zero
+// value is InfoNCE at T = 0.2 (MoCo v2).
+type Config struct {
+	// Type is the loss: "infonce" (MoCo, with a queue of negatives),
+	// "ntxent" (SimCLR) or "supcon" (supervised, needs labels). Default
+	// "infonce".
+	Type string `yaml:"type"`
+	// Temperature divides the cosine similarities, ≥ MinTemperature.
+	// Default: the loss's own, 0.2 for infonce, 0.5 for ntxent, 0.1 for
+	// supcon.
+	Temperature float64 `yaml:"temperature"`
+	// Workers is the number of goroutines a call may use, at most
+	// MaxWorkers. Default runtime.GOMAXPROCS(0) at New. The results do not
+	// depend on it.
+	Workers int `yaml:"workers"`
+}
+
+// Validate returns a *pipeline.FieldError naming "type", "temperature" or
+// "workers" when the field is impossible.
+func (c Config) Validate() error {
+	switch c.Type {
+	case "", TypeInfoNCE, TypeNTXent, TypeSupCon:
+	default:
+		return fieldError("type", fmt.Sprintf("unknown loss %q; want %q, %q or %q", c.Type, TypeInfoNCE, TypeNTXent, TypeSupCon))
+	}
+	if err := validateTemperature(c.Temperature); err != nil {
+		return err
+	}
+	return validateWorkers(c.Workers)
+}
+
+// New returns the loss that c describes, or c.Validate's error.
+func New(c Config) (Loss, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	switch c.Type {
+	case TypeNTXent:
+		return NewNTXent(NTXentConfig{Temperature: c.Temperature, Workers: c.Workers})
+	case TypeSupCon:
+		return NewSupCon(SupConConfig{Temperature: c.Temperature, Workers: c.Workers})
+	}
+	return NewInfoNCE(InfoNCEConfig{Temperature: c.Temperature, Workers: c.Workers})
+}
+
+// SplitViews copies features laid out n×2×d (sample, view, dim), as
+// PyTorch's SupCon code takes them, into z[0] and z[1] (n×d each),
+// reslicing or allocating them, and returns them.
+func SplitViews(z [2][]float32, features []float32, n, d int) [2][]float32 {
+	for v := range 2 {
+		z[v] = grow(z[v], n*d)
+		for i := range n {
+			copy(z[v][i*d:(i+1)*d], features[(2*i+v)*d:(2*i+v+1)*d])
+		}
+	}
+	return z
+}
+
+// JoinViews is the inverse of SplitViews: it writes z[0] and z[1] (n×d
+// each) into dst laid out n×2×d, reslicing or allocating it, and returns
+// it.
+func JoinViews(dst []float32, z [2][]float32, n, d int) []float32 {
+	dst = grow(dst, 2*n*d)
+	for v := range 2 {
+		for i := range n {
+			copy(dst[(2*i+v)*d:(2*i+v+1)*d], z[v][i*d:(i+1)*d])
+		}
+	}
+	return dst
+}
