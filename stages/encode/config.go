@@ -1,0 +1,108 @@
+package encode
+
+import (
+	"fmt"
+
+	"github.com/contrastream/contrastream/pipeline"
+)
+
+// The architectures New and NewWeights know.
+const (
+	// ConvNetS is convnet-s: three conv3x3-BatchNorm-ReLU blocks of 32, 64
+	// and 128 channels, a 2×2 max-pool after the first two, a global average
+	// pool to 128 features, and the projection head.
+	ConvNetS = "convnet-s"
+)
+
+// Defaults and bounds of Config and Input.
+const (
+	// DefaultArch is the architecture when Config.Arch is empty.
+	DefaultArch = ConvNetS
+	// DefaultHidden is the width of the head's hidden layer when
+	// Config.Hidden is zero.
+	DefaultHidden = 128
+	// DefaultOut is the projection's size when Config.Out is zero.
+	DefaultOut = 128
+	// MaxWidth bounds Config.Hidden and Config.Out.
+	MaxWidth = 1 << 14
+	// MaxSide bounds the input's height and width.
+	MaxSide = 4096
+	// MaxShard bounds the shard size of a Replica.
+	MaxShard = 1 << 16
+)
+
+// BatchNorm's constants, PyTorch's defaults: the running statistics move by
+// BNMomentum of the batch's after each training forward pass, and BNEps is
+// added to the variance before its square root.
+const (
+	BNMomentum = 0.1
+	BNEps      = 1e-5
+)
+
+// Config describes an encoder. Its zero value is convnet-s with a
+// Linear(128,128)-ReLU-Linear(128,128) projection head, the reference's.
+type Config struct {
+	// Arch names the architecture. Default "convnet-s", the only one so far.
+	Arch string `yaml:"arch"`
+	// Hidden is the width of the projection head's hidden layer, in
+	// [1, MaxWidth]. Default 128.
+	Hidden int `yaml:"hidden"`
+	// Out is the size of the projection (the head's output, not
+	// normalised), in [1, MaxWidth]. Default 128.
+	Out int `yaml:"out"`
+}
+
+// Validate reports the first impossible value as a *pipeline.FieldError
+// naming the field as the flow's YAML spells it. The zero Config is valid.
+func (c Config) Validate() error {
+	switch c.Arch {
+	case "", ConvNetS:
+	default:
+		return &pipeline.FieldError{Field: "arch", Msg: fmt.Sprintf("unknown architecture %q (known: %q)", c.Arch, ConvNetS)}
+	}
+	if c.Hidden < 0 || c.Hidden > MaxWidth {
+		return &pipeline.FieldError{Field: "hidden", Msg: fmt.Sprintf("must be in [1, %d] (0: %d), got %d", MaxWidth, DefaultHidden, c.Hidden)}
+	}
+	if c.Out < 0 || c.Out > MaxWidth {
+		return &pipeline.FieldError{Field: "out", Msg: fmt.Sprintf("must be in [1, %d] (0: %d), got %d", MaxWidth, DefaultOut, c.Out)}
+	}
+	return nil
+}
+
+// withDefaults returns c with its zero fields replaced by their defaults.
+func (c Config) withDefaults() Config {
+	if c.Arch == "" {
+		c.Arch = DefaultArch
+	}
+	if c.Hidden == 0 {
+		c.Hidden = DefaultHidden
+	}
+	if c.Out == 0 {
+		c.Out = DefaultOut
+	}
+	return c
+}
+
+// Input is the shape of one input image, channels × height × width, as the
+// data gives it (pipeline.Batch's C, H and W).
+type Input struct {
+	C, H, W int
+}
+
+// Len is the number of values of one image.
+func (in Input) Len() int { return in.C * in.H * in.W }
+
+// Validate reports an input shape the encoder cannot take: channels other
+// than 1 or 3, or a side under 4 (convnet-s halves it twice) or over
+// MaxSide.
+func (in Input) Validate() error {
+	if in.C != 1 && in.C != 3 {
+		return fmt.Errorf("encode: input has %d channels, want 1 or 3", in.C)
+	}
+	if in.H < 4 || in.W < 4 || in.H > MaxSide || in.W > MaxSide {
+		return fmt.Errorf("encode: input is %d×%d, want sides in [4, %d] (convnet-s max-pools twice)", in.H, in.W, MaxSide)
+	}
+	return nil
+}
+
+func (in Input) String() string { return fmt.Sprintf("%d×%d×%d", in.C, in.H, in.W) }
