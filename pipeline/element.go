@@ -111,3 +111,33 @@ type StepMetrics struct {
 	// Seconds is the step's wall time.
 	Seconds float64 `json:"seconds"`
 }
+
+// Encoded is a batch after the encode stage, on its way through the
+// training step: encode fills Z, the queue stage (MoCo) Queue, the loss
+// stage Grad and the loss figures of Metrics, and the optimize stage
+// back-propagates Grad, steps, and runs AfterStep.
+//
+// Only one Encoded is in the training step at a time: encode waits for the
+// optimize stage to finish the previous step before it runs the next
+// forward pass (the weights change between steps), while the data stages
+// before it keep preparing batches.
+type Encoded struct {
+	// Batch is the batch the embeddings are of.
+	Batch *Batch
+	// N is the number of samples (Batch.Len()) and D the embedding size.
+	N, D int
+	// Z[v] holds the N×D embeddings of view v (not normalised). For MoCo
+	// Z[0] are the queries and Z[1] the keys of the momentum encoder.
+	Z [2][]float32
+	// Grad[v] is dL/dZ[v], N×D, set by the loss stage; an empty Grad[v]
+	// means no gradient flows to view v (MoCo's keys).
+	Grad [2][]float32
+	// Queue holds K×D negatives (MoCo), set by the queue stage.
+	Queue []float32
+	K     int
+	// Metrics is the step's report, filled in by the stages in turn.
+	Metrics StepMetrics
+	// AfterStep runs, in order, once the optimizer has stepped (the MoCo
+	// queue pushes the step's keys this way).
+	AfterStep []func() error
+}

@@ -89,6 +89,13 @@ type BuildEnv struct {
 	Seed int64
 	// Epochs is the number of passes over the dataset, at least 1.
 	Epochs int
+	// Shared holds what the stages of one flow share, by name: the
+	// encoder that encode runs forward and optimize runs backward, the
+	// MoCo queue, and what the flow's builder knows before building (the
+	// shape of the views, the number of steps). Stages are built in flow
+	// order, so a stage finds what the stages before it put there. Nil
+	// when the flow shares nothing.
+	Shared map[string]any
 }
 
 // Registry maps kind names to Kinds. It is safe for concurrent use. The
