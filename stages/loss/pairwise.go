@@ -150,7 +150,7 @@ func (p *pairwise) anchor(a int) {
 		} else {
 			ns += c
 		}
-		if c > mx {
+		if best < 0 || c > mx { // best < 0: NaN similarities still pick one
 			mx, best = c, b
 		}
 	}
