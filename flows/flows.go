@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"context"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -8,8 +9,11 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/contrastream/contrastream/pipeline"
+	"github.com/contrastream/contrastream/sinks"
+	"github.com/contrastream/contrastream/stages/encode"
 )
 
 //go:embed *.yaml
@@ -58,36 +62,207 @@ func Load(nameOrFile string, overrides []string) (*pipeline.Spec, error) {
 	return pipeline.ParseSpec(data, file, nil, overrides)
 }
 
-// Build makes a runnable flow of a validated spec: its stages in order and,
-// when the spec has several sinks, one sink stage that hands every element
-// to each of them (see pipeline.Tee).
+// Build makes a runnable flow of a validated spec that needs no run
+// folder (see Prepare): its stages in order and, when the spec has several
+// sinks, one sink stage that hands every element to each of them (see
+// pipeline.Tee).
 func Build(spec *pipeline.Spec, opts pipeline.Options) (*pipeline.Flow, error) {
-	env := spec.Env()
-	stages, err := spec.Build(nil, env)
+	j, err := Prepare(spec, opts, JobOptions{})
 	if err != nil {
 		return nil, err
 	}
+	return j.Flow, nil
+}
+
+// JobOptions says where a job writes and whether it resumes.
+type JobOptions struct {
+	// RunDir is the folder of the run's outputs (metrics, checkpoints);
+	// "" writes none.
+	RunDir string
+	// Resume, when set, is a checkpoint to continue from: the weights,
+	// the optimizer, the key encoder and the queue are restored, and the
+	// data continue at the epoch and position where it stopped.
+	Resume *sinks.Checkpoint
+	// MaxSteps, when > 0, ends training once that many steps are taken in
+	// all (a resumed checkpoint's included), as if the flow had ended
+	// there: Run writes the checkpoint and returns nil. The learning-rate
+	// and momentum schedules still span the flow's epochs, so a later
+	// resume continues the same run.
+	MaxSteps int64
+}
+
+// Job is a flow ready to run, with what its stages share.
+type Job struct {
+	Spec *pipeline.Spec
+	Flow *pipeline.Flow
+	Plan Plan
+	env  pipeline.BuildEnv
+	last atomic.Pointer[pipeline.StepMetrics]
+}
+
+// Prepare plans spec (PlanOf), builds its stages with what they share (the
+// plan, the run folder, the checkpoint to resume from) and returns the job.
+func Prepare(spec *pipeline.Spec, opts pipeline.Options, jo JobOptions) (*Job, error) {
+	plan, err := PlanOf(spec)
+	if err != nil {
+		return nil, err
+	}
+	env := spec.Env()
+	env.Shared[sharedPlan], env.Shared[sharedSpec] = plan, spec
+	if jo.RunDir != "" {
+		env.Shared[sharedRunDir] = jo.RunDir
+	}
+	if jo.MaxSteps < 0 {
+		return nil, fmt.Errorf("max steps %d is negative", jo.MaxSteps)
+	}
+	var done int64
+	if jo.Resume != nil {
+		done = jo.Resume.Info.Step
+		if jo.MaxSteps > 0 && done >= jo.MaxSteps {
+			return nil, fmt.Errorf("resume: the checkpoint is at step %d, and training stops at step %d: raise max steps to train on", done, jo.MaxSteps)
+		}
+		if jo.Resume.Info.Seed != spec.Seed {
+			return nil, fmt.Errorf("resume: the checkpoint was made with seed %d, the flow has seed %d", jo.Resume.Info.Seed, spec.Seed)
+		}
+		if total := plan.Steps(); jo.Resume.Info.Step >= total {
+			return nil, fmt.Errorf("resume: the checkpoint is at step %d of %d: training is done (raise epochs to train on)", jo.Resume.Info.Step, total)
+		}
+		env.Shared[sharedResume] = jo.Resume
+	}
+	env.Shared[sharedControl] = newControl(jo.MaxSteps, done)
+	stages, err := spec.Build(nil, env)
+	if err != nil {
+		closeEncoder(env)
+		return nil, err
+	}
+	if _, ok := env.Shared[sharedEncoder].(*encode.Pool); ok && env.Shared[sharedOptim] == nil {
+		closeEncoder(env)
+		return nil, fmt.Errorf("flow %q: an encode stage needs an optimize stage after it (the encoder runs the next batch once the optimizer has stepped)", spec.Name)
+	}
 	opts.MaxBadSamples = spec.MaxBadSamples
 	f := pipeline.New(opts)
-	var sinks []pipeline.NamedStage
+	j := &Job{Spec: spec, Flow: f, Plan: plan, env: env}
+	var sinkStages []pipeline.NamedStage
 	for _, s := range stages {
 		if s.Role == pipeline.RoleSink {
-			sinks = append(sinks, s)
+			sinkStages = append(sinkStages, s)
 			continue
 		}
 		f.Add(s.Name, s.Stage)
 	}
-	switch len(sinks) {
+	if j.Trains() {
+		f.Add("report", pipeline.StageFunc(j.report))
+	}
+	switch len(sinkStages) {
 	case 0:
 	case 1:
-		f.Add(sinks[0].Name, sinks[0].Stage)
+		f.Add(sinkStages[0].Name, sinkStages[0].Stage)
 	default:
-		names := make([]string, len(sinks))
-		ss := make([]pipeline.Stage, len(sinks))
-		for i, s := range sinks {
+		names := make([]string, len(sinkStages))
+		ss := make([]pipeline.Stage, len(sinkStages))
+		for i, s := range sinkStages {
 			names[i], ss[i] = s.Name, s.Stage
 		}
 		f.Add(strings.Join(names, "+"), pipeline.Tee(ss...))
 	}
-	return f, nil
+	return j, nil
+}
+
+// report passes the step metrics on to the sinks and keeps the latest for
+// Last.
+func (j *Job) report(ctx context.Context, in *pipeline.Inbox, out *pipeline.Outbox) error {
+	for {
+		v, ok, err := in.Recv(ctx)
+		if !ok || err != nil {
+			return err
+		}
+		if m, isStep := v.(pipeline.StepMetrics); isStep {
+			j.last.Store(&m)
+		}
+		if err := out.Send(ctx, v); err != nil {
+			return err
+		}
+	}
+}
+
+// Last returns the metrics of the latest step, or nil before the first.
+func (j *Job) Last() *pipeline.StepMetrics { return j.last.Load() }
+
+// Trains reports whether the job trains an encoder.
+func (j *Job) Trains() bool { return j.env.Shared[sharedOptim] != nil }
+
+// Steps is the number of optimizer steps taken so far, a resumed
+// checkpoint's included (0 for a flow that does not train). It is safe to
+// call while the job runs.
+func (j *Job) Steps() int64 {
+	if !j.Trains() {
+		return 0
+	}
+	return j.control().steps.Load()
+}
+
+func (j *Job) control() *control {
+	c, _ := j.env.Shared[sharedControl].(*control)
+	return c
+}
+
+// closeEncoder releases the encoder's replicas, if the flow built one.
+func closeEncoder(env pipeline.BuildEnv) {
+	if p, ok := env.Shared[sharedEncoder].(*encode.Pool); ok {
+		p.Close()
+	}
+}
+
+// Encoder is the job's encoder, or nil. Once Run has returned its replicas
+// are closed; its Weights stay valid (the trained encoder).
+func (j *Job) Encoder() *encode.Pool {
+	p, _ := j.env.Shared[sharedEncoder].(*encode.Pool)
+	return p
+}
+
+// CheckpointDir is where the job's checkpoint sink writes, or "".
+func (j *Job) CheckpointDir() string {
+	if ck, ok := j.env.Shared[sharedCkpt].(*checkpointer); ok {
+		return ck.dir
+	}
+	return ""
+}
+
+// Run runs the flow, once. A training job is interrupted by cancelling ctx
+// (Ctrl-C): the step in progress is finished, or abandoned if it has not
+// reached the optimizer, the sinks receive every step taken, and Run
+// returns an error that wraps ctx.Err() (errors.Is(err,
+// context.Canceled)) and names the last step. When a training job with a
+// checkpoint sink ends normally, stops at JobOptions.MaxSteps, or is
+// interrupted, Run then writes a checkpoint of the last completed step;
+// after any other error (a non-finite loss, a broken file) the last
+// checkpoint written stays as it is. The encoder's replicas are released
+// when Run returns.
+func (j *Job) Run(ctx context.Context) error {
+	if !j.Trains() {
+		return j.Flow.Run(ctx)
+	}
+	defer closeEncoder(j.env)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("training not started: %w", err)
+	}
+	// The flow runs on after ctx is done, until the optimize stage has
+	// finished its step and stopped: the stages before it are then
+	// stopped, and those after it end normally.
+	ctl := j.control()
+	unwatch := context.AfterFunc(ctx, ctl.requestStop)
+	err := j.Flow.Run(context.WithoutCancel(ctx))
+	unwatch()
+	steps := j.Steps()
+	finished := steps >= j.Plan.Steps() || (ctl.maxSteps > 0 && steps >= ctl.maxSteps)
+	interrupted := ctx.Err() != nil && err == nil && !finished
+	if dir := j.CheckpointDir(); dir != "" && err == nil {
+		if cerr := saveCheckpoint(j.env, dir); cerr != nil {
+			return fmt.Errorf("checkpoint: %w", cerr)
+		}
+	}
+	if interrupted {
+		return fmt.Errorf("interrupted after step %d of %d: %w", steps, j.Plan.Steps(), ctx.Err())
+	}
+	return err
 }

@@ -249,9 +249,9 @@ func TestPlan(t *testing.T) {
 		want    flows.Plan
 		wantErr string
 	}{
-		{"drop", []string{"epochs=2"}, flows.Plan{EpochLen: 2000, Epochs: 2, BatchSize: 256, Batches: 7}, ""},
-		{"pad", []string{"stages.collate.last=pad"}, flows.Plan{EpochLen: 2000, Epochs: 1, BatchSize: 256, Batches: 8}, ""},
-		{"shard", []string{"source.shards=3", "source.shard=2", "stages.collate.batch_size=100"}, flows.Plan{EpochLen: 666, Epochs: 1, BatchSize: 100, Batches: 6}, ""},
+		{"drop", []string{"epochs=2"}, flows.Plan{EpochLen: 2000, Epochs: 2, Labeled: true, BatchSize: 256, Batches: 7, C: 1, H: 28, W: 28}, ""},
+		{"pad", []string{"stages.collate.last=pad"}, flows.Plan{EpochLen: 2000, Epochs: 1, Labeled: true, BatchSize: 256, Batches: 8, C: 1, H: 28, W: 28}, ""},
+		{"shard", []string{"source.shards=3", "source.shard=2", "stages.collate.batch_size=100"}, flows.Plan{EpochLen: 666, Epochs: 1, Labeled: true, BatchSize: 100, Batches: 6, C: 1, H: 28, W: 28}, ""},
 		{"no batch", []string{"stages.collate.batch_size=4096"}, flows.Plan{}, "fewer than batch_size 4096"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

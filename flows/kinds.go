@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/contrastream/contrastream/pipeline"
+	"github.com/contrastream/contrastream/sinks"
 	"github.com/contrastream/contrastream/sources"
 	"github.com/contrastream/contrastream/stages/augment"
 	"github.com/contrastream/contrastream/stages/collate"
@@ -60,6 +61,7 @@ type discardConfig struct{}
 // Register adds contrastream's stage kinds to reg. The package registers
 // them in pipeline.DefaultRegistry when it is imported.
 func Register(reg *pipeline.Registry) error {
+	var kinds []pipeline.Kind
 	for _, k := range []pipeline.Kind{
 		{
 			Name: "dataset", Role: pipeline.RoleSource, Produces: "sample",
@@ -71,7 +73,11 @@ func Register(reg *pipeline.Registry) error {
 				if err != nil {
 					return nil, err
 				}
-				return closing{sources.NewStage(ds, c.stream(env.Seed, env.Epochs)), ds}, nil
+				sc := c.stream(env.Seed, env.Epochs)
+				if ck, _ := env.Shared[sharedResume].(*sinks.Checkpoint); ck != nil {
+					sc.StartEpoch, sc.Offset = ck.Info.Epoch, ck.Info.Offset
+				}
+				return closing{sources.NewStage(ds, sc), ds}, nil
 			},
 		},
 		{
@@ -107,6 +113,9 @@ func Register(reg *pipeline.Registry) error {
 			},
 		},
 	} {
+		kinds = append(kinds, k)
+	}
+	for _, k := range append(kinds, trainingKinds()...) {
 		if err := reg.Register(k); err != nil {
 			return err
 		}

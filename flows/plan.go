@@ -1,9 +1,13 @@
 package flows
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
 	"github.com/contrastream/contrastream/pipeline"
+	"github.com/contrastream/contrastream/sources"
+	"github.com/contrastream/contrastream/stages/augment"
 	"github.com/contrastream/contrastream/stages/collate"
 )
 
@@ -14,18 +18,28 @@ type Plan struct {
 	EpochLen int64
 	// Epochs is the spec's number of epochs.
 	Epochs int
+	// Labeled reports whether the source's samples carry labels.
+	Labeled bool
 	// BatchSize is the collate stage's batch size; 0 when the flow does
 	// not batch.
 	BatchSize int
 	// Batches is the number of batches an epoch makes (fewer if samples
 	// are skipped).
 	Batches int64
+	// C, H and W are the shape of the augmented views (from the first
+	// sample that decodes), what an encoder must take; 0 when the flow
+	// does not augment.
+	C, H, W int
 }
+
+// Steps is the number of training steps of the whole run.
+func (p Plan) Steps() int64 { return p.Batches * int64(p.Epochs) }
 
 // PlanOf opens spec's source to count what the flow will stream, and
 // refuses a flow that would make no batch at all (an epoch shorter than the
 // batch size, with partial batches dropped), saying what to change.
 func PlanOf(spec *pipeline.Spec) (Plan, error) {
+	ctx := context.Background()
 	src, ok := spec.Source.Config.(*DatasetConfig)
 	if !ok {
 		return Plan{}, fmt.Errorf("flow %q has no dataset source", spec.Name)
@@ -35,7 +49,10 @@ func PlanOf(spec *pipeline.Spec) (Plan, error) {
 		return Plan{}, err
 	}
 	defer ds.Close()
-	p := Plan{EpochLen: src.stream(spec.Seed, spec.Epochs).EpochLen(ds), Epochs: spec.Epochs}
+	p := Plan{EpochLen: src.stream(spec.Seed, spec.Epochs).EpochLen(ds), Epochs: spec.Epochs, Labeled: ds.Labeled()}
+	if err := probeViews(ctx, spec, ds, &p); err != nil {
+		return p, err
+	}
 	for _, st := range spec.Stages {
 		c, ok := st.Config.(*collate.Config)
 		if !ok {
@@ -55,4 +72,43 @@ func PlanOf(spec *pipeline.Spec) (Plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// errFound ends a scan of the dataset early.
+var errFound = errors.New("found")
+
+// probeViews sets p's view shape by augmenting the first sample of ds that
+// decodes, with spec's augment stage.
+func probeViews(ctx context.Context, spec *pipeline.Spec, ds sources.Dataset, p *Plan) error {
+	var acfg *augment.Config
+	for _, s := range spec.Stages {
+		if c, ok := s.Config.(*augment.Config); ok {
+			acfg = c
+		}
+	}
+	if acfg == nil {
+		return nil
+	}
+	aug, err := augment.New(*acfg)
+	if err != nil {
+		return err
+	}
+	err = sources.Each(ctx, ds, sources.StreamConfig{}, func(s pipeline.Sample) error {
+		pair, err := aug.Pair(s, spec.Seed)
+		if pipeline.IsSkip(err) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		v := pair.Views[0]
+		p.C, p.H, p.W = v.C, v.H, v.W
+		return errFound
+	})
+	if errors.Is(err, errFound) {
+		return nil
+	}
+	if err == nil {
+		err = fmt.Errorf("%s: no sample decodes", ds.Name())
+	}
+	return err
 }

@@ -56,7 +56,7 @@ func TestFlows(t *testing.T) {
 }
 
 func TestTrainRunsTheDataFlow(t *testing.T) {
-	code, stdout, stderr := cli(t, "train", "-q", "--data", "builtin:test", "--set", "epochs=2", "--set", "stages.collate.batch_size=100")
+	code, stdout, stderr := cli(t, "train", "-q", "--flow", "data", "--data", "builtin:test", "--set", "epochs=2", "--set", "stages.collate.batch_size=100")
 	if code != 0 {
 		t.Fatalf("code %d: %s", code, stderr)
 	}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"time"
 
@@ -13,20 +15,28 @@ import (
 	"github.com/contrastream/contrastream/sinks"
 )
 
-// defaultFlow is what train runs with no --flow. Until the training stages
-// land it is the data half of a training flow.
-const defaultFlow = "data"
+// defaultFlow is what train runs with no --flow.
+const defaultFlow = "moco"
 
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", stderr)
 	flow := fs.String("flow", defaultFlow, "a prebuilt flow's `name` (see 'contrastream flows') or a YAML file")
 	data := fs.String("data", "", "the dataset `SRC` (Parquet/Arrow file or glob, image folder, IDX images file, builtin:train); overrides the flow's source.path")
+	out := fs.String("out", "", "the run `folder` for metrics and checkpoints (default runs/FLOW-TIME; with --resume, the checkpoint's run folder)")
+	resume := fs.String("resume", "", "continue from the checkpoint `folder` written by an earlier run")
 	var sets multiFlag
 	fs.Var(&sets, "set", "override a field of the flow, `path=value` (e.g. epochs=2, stages.collate.batch_size=64); repeatable")
+	maxSteps := fs.Int64("max-steps", 0, "stop training after `N` steps in all (a resumed run's included) and write the checkpoint; the schedules still span the flow's epochs, so --resume continues the run (0: no limit)")
 	quiet := fs.Bool("q", false, "no progress display")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file` (read it with go tool pprof)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if *maxSteps < 0 {
+		return fmt.Errorf("%w: --max-steps %d is negative", errUsage, *maxSteps)
 	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
@@ -35,44 +45,78 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer stop()
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	var ck *sinks.Checkpoint
+	if *resume != "" {
+		var err error
+		if ck, err = sinks.ReadCheckpoint(*resume); err != nil {
+			return err
+		}
+		if *out == "" {
+			*out = filepath.Dir(filepath.Clean(*resume))
+		}
 	}
 	if *data != "" {
 		sets = append(multiFlag{"source.path=" + *data}, sets...)
 	}
-	spec, err := flows.Load(*flow, sets)
+	var (
+		spec *pipeline.Spec
+		err  error
+	)
+	if ck != nil && *flow == defaultFlow && ck.Info.Flow != "" {
+		spec, err = pipeline.ParseSpec([]byte(ck.Info.Flow), filepath.Join(*resume, sinks.InfoFile), nil, sets)
+	} else {
+		spec, err = flows.Load(*flow, sets)
+	}
 	if err != nil {
 		return err
 	}
-	f, err := flows.Build(spec, pipeline.Options{})
+	if *out == "" {
+		*out = filepath.Join("runs", spec.Name+"-"+time.Now().Format("20060102-150405"))
+	}
+	job, err := flows.Prepare(spec, pipeline.Options{}, flows.JobOptions{RunDir: *out, Resume: ck, MaxSteps: *maxSteps})
 	if err != nil {
 		return err
 	}
-	plan, err := flows.PlanOf(spec)
-	if err != nil {
-		return err
-	}
-	perEpoch := plan.EpochLen
+	f := job.Flow
 	var prog *sinks.Progress
 	start := time.Now()
 	if !*quiet {
-		prog = (&sinks.Progress{Label: "train " + spec.Name, Unit: "samples", Total: perEpoch * int64(spec.Epochs),
-			Extra: func() string { return stageShare(f.Metrics()) }}).Start(stderr)
-		prog.Count = func() int64 { return f.Metrics()[0].Out }
+		if job.Trains() {
+			total := job.Plan.Steps()
+			if *maxSteps > 0 {
+				total = min(total, *maxSteps)
+			}
+			prog = (&sinks.Progress{Label: "train " + spec.Name, Unit: "steps", Total: total,
+				Count: job.Steps, Extra: func() string { return stepNote(job) }}).Start(stderr)
+		} else {
+			prog = (&sinks.Progress{Label: "train " + spec.Name, Unit: "samples", Total: job.Plan.EpochLen * int64(spec.Epochs),
+				Count: func() int64 { return f.Metrics()[0].Out }, Extra: func() string { return stageShare(f.Metrics()) }}).Start(stderr)
+		}
 	}
-	err = f.Run(ctx)
+	err = job.Run(ctx)
 	if prog != nil {
 		prog.Done()
+	}
+	elapsed := time.Since(start)
+	snaps := f.Metrics()
+	if job.Trains() {
+		fmt.Fprintf(stdout, "flow %s: %d steps in %s (%.0f samples/s)", spec.Name, job.Steps(), elapsed.Round(time.Millisecond),
+			float64(snaps[0].Out)/elapsed.Seconds())
+		if m := job.Last(); m != nil {
+			fmt.Fprintf(stdout, "; last loss %.4f", m.Loss)
+		}
+		fmt.Fprintf(stdout, "\nrun folder: %s\n", *out)
+		if dir := job.CheckpointDir(); dir != "" && (err == nil || errors.Is(err, context.Canceled)) {
+			fmt.Fprintf(stdout, "checkpoint: %s (continue with --resume %s)\n", dir, dir)
+		}
+	} else if err == nil {
+		fmt.Fprintf(stdout, "flow %s: %d epoch(s) of %s samples in %s: %.0f samples/s (%.0f views/s)\n",
+			spec.Name, spec.Epochs, sinks.Count(job.Plan.EpochLen), elapsed.Round(time.Millisecond),
+			float64(snaps[0].Out)/elapsed.Seconds(), 2*float64(snaps[0].Out)/elapsed.Seconds())
 	}
 	if err != nil {
 		return err
 	}
-	elapsed := time.Since(start)
-	snaps := f.Metrics()
-	fmt.Fprintf(stdout, "flow %s: %d epoch(s) of %s samples in %s: %.0f samples/s (%.0f views/s)\n",
-		spec.Name, spec.Epochs, sinks.Count(perEpoch), elapsed.Round(time.Millisecond),
-		float64(snaps[0].Out)/elapsed.Seconds(), 2*float64(snaps[0].Out)/elapsed.Seconds())
 	if n := f.Skips().Count(); n > 0 {
 		fmt.Fprintf(stdout, "%d bad samples skipped, e.g.:\n", n)
 		for _, e := range f.Skips().Examples() {
@@ -81,6 +125,15 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintln(stdout)
 	return pipeline.WriteMetrics(stdout, snaps)
+}
+
+// stepNote is the training progress line's note: epoch, loss, samples/s.
+func stepNote(job *flows.Job) string {
+	m := job.Last()
+	if m == nil {
+		return "starting"
+	}
+	return fmt.Sprintf("epoch %d/%d  loss %.4f  lr %.4f  %.0f samples/s", m.Epoch+1, job.Plan.Epochs, m.Loss, m.LR, m.SamplesPerSec)
 }
 
 // stageShare is the progress line's note of the busiest stage.

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contrastream/contrastream/sinks"
+)
+
+// tinyMoCo are the overrides that make the moco flow train 5 steps an epoch
+// on 40 built-in images, quickly.
+var tinyMoCo = []string{
+	"--set", "source.path=builtin:test", "--set", "source.shards=50", "--set", "epochs=3",
+	"--set", "stages.augment.size=16", "--set", "stages.collate.batch_size=8", "--set", "stages.encode.hidden=16", "--set", "stages.encode.out=16",
+	"--set", "stages.queue.size=64", "--set", "stages.queue.dim=16",
+}
+
+// lines counts the lines of a file (0 when it is not there yet).
+func lines(path string) int {
+	b, _ := os.ReadFile(path)
+	return bytes.Count(b, []byte("\n"))
+}
+
+// TestTrainStopInterruptResume trains moco for 2 steps (--max-steps),
+// resumes it and interrupts it (as Ctrl-C does) once a third step is
+// logged, then resumes it to the end: the interrupted run exits 130 and
+// leaves a checkpoint, and every step is logged once.
+func TestTrainStopInterruptResume(t *testing.T) {
+	dir := t.TempDir()
+	run1 := filepath.Join(dir, "run")
+	ckDir := filepath.Join(run1, "checkpoint")
+	metrics := filepath.Join(run1, "metrics.jsonl")
+
+	code, stdout, stderr := cli(t, append([]string{"train", "-q", "--out", run1, "--max-steps", "2"}, tinyMoCo...)...)
+	if code != 0 || !strings.Contains(stdout, "flow moco: 2 steps") || !strings.Contains(stdout, "--resume "+ckDir) {
+		t.Fatalf("train --max-steps 2: code %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	if ck, err := sinks.ReadCheckpoint(ckDir); err != nil || ck.Info.Step != 2 {
+		t.Fatalf("checkpoint after --max-steps 2: %+v, %v", ck, err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for lines(metrics) < 3 && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	var out, errb bytes.Buffer
+	code = run(ctx, []string{"train", "-q", "--resume", ckDir}, &out, &errb)
+	if code != 130 || !strings.Contains(errb.String(), "interrupted") || !strings.Contains(out.String(), "checkpoint: "+ckDir) {
+		t.Fatalf("interrupted train: code %d\nstdout %s\nstderr %s", code, out.String(), errb.String())
+	}
+	ck, err := sinks.ReadCheckpoint(ckDir)
+	if err != nil || ck.Info.Step < 3 || ck.Info.Step >= 15 {
+		t.Fatalf("checkpoint after the interruption: %+v, %v", ck, err)
+	}
+	if n := lines(metrics); int64(n) != ck.Info.Step {
+		t.Errorf("%d metrics lines for %d steps", n, ck.Info.Step)
+	}
+
+	code, stdout, stderr = cli(t, "train", "-q", "--resume", ckDir)
+	if code != 0 || !strings.Contains(stdout, "flow moco: 15 steps") {
+		t.Fatalf("resumed train: code %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	if ck, err := sinks.ReadCheckpoint(ckDir); err != nil || ck.Info.Step != 15 || ck.Info.Epoch != 3 {
+		t.Fatalf("checkpoint at the end: %+v, %v", ck, err)
+	}
+	if n := lines(metrics); n != 15 {
+		t.Errorf("%d metrics lines for 15 steps", n)
+	}
+	// Training is done: a further resume says so.
+	code, _, stderr = cli(t, "train", "-q", "--resume", ckDir)
+	if code != 1 || !strings.Contains(stderr, "training is done") {
+		t.Errorf("resume of a finished run: code %d, stderr %q", code, stderr)
+	}
+}
+
+func TestTrainRefusesBeforeTraining(t *testing.T) {
+	dir := t.TempDir()
+	args := append([]string{"train", "-q", "--out", filepath.Join(dir, "run")}, tinyMoCo...)
+	code, _, stderr := cli(t, append(args, "--set", "stages.queue.dim=32")...)
+	if code != 1 || !strings.Contains(stderr, "dim") || !strings.Contains(stderr, "set the queue's dim to 16") {
+		t.Errorf("queue dim 32, encoder out 16: code %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = cli(t, append(args, "--max-steps", "-1")...)
+	if code != 2 || !strings.Contains(stderr, "max-steps") {
+		t.Errorf("--max-steps -1: code %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run")); !os.IsNotExist(err) {
+		t.Errorf("a refused run wrote its run folder: %v", err)
+	}
+	// A non-finite loss: exit 1, naming the step.
+	code, _, stderr = cli(t, append(args, "--set", "stages.optimize.lr=1e30")...)
+	if code != 1 || !strings.Contains(stderr, "step 1 ") || !strings.Contains(stderr, "the loss is") {
+		t.Errorf("lr 1e30: code %d, stderr %q", code, stderr)
+	}
+}
