@@ -2,6 +2,7 @@ package flows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -394,10 +395,24 @@ func metricsFileStage(path string) pipeline.Stage {
 		if err != nil {
 			return err
 		}
-		err = sinks.NewMetricsLog(f).Stage().Run(ctx, in, out)
+		log := sinks.NewMetricsLog(f)
+		err = log.Stage().Run(ctx, in, out)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
+		if err == nil {
+			err = writeSummary(strings.TrimSuffix(path, filepath.Ext(path))+".summary.json", log.Summary())
+		}
 		return err
 	})
+}
+
+// writeSummary writes the run's summary (steps, samples, first, last and
+// lowest loss, samples/s) beside the metrics log.
+func writeSummary(path string, s sinks.MetricsSummary) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
 }

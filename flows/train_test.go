@@ -122,7 +122,14 @@ func TestTrainingFlowsTrainAndCheckpoint(t *testing.T) {
 			if job.Steps() != stepsPerEpoch || job.Last() == nil || job.Last().Step != stepsPerEpoch-1 {
 				t.Errorf("Steps %d, Last %+v after the run; want %d steps", job.Steps(), job.Last(), stepsPerEpoch)
 			}
-			checkSteps(t, readMetrics(t, filepath.Join(dir, "metrics.jsonl")), stepsPerEpoch)
+			steps := readMetrics(t, filepath.Join(dir, "metrics.jsonl"))
+			checkSteps(t, steps, stepsPerEpoch)
+			var sum sinks.MetricsSummary
+			if b, err := os.ReadFile(filepath.Join(dir, "metrics.summary.json")); err != nil || json.Unmarshal(b, &sum) != nil {
+				t.Errorf("metrics.summary.json: %v", err)
+			} else if sum.Steps != stepsPerEpoch || sum.LastLoss != steps[len(steps)-1].Loss || sum.FirstLoss != steps[0].Loss {
+				t.Errorf("summary %+v does not sum up the %d steps", sum, len(steps))
+			}
 
 			if job.CheckpointDir() != filepath.Join(dir, "checkpoint") {
 				t.Errorf("checkpoint dir %q", job.CheckpointDir())
