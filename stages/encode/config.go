@@ -12,6 +12,11 @@ const (
 	// and 128 channels, a 2×2 max-pool after the first two, a global average
 	// pool to 128 features, and the projection head.
 	ConvNetS = "convnet-s"
+	// ResNet18 is the CIFAR-style ResNet-18 (resnet.go): a 3×3 stem
+	// without max-pool, four stages of two BasicBlocks of Width, 2·Width,
+	// 4·Width and 8·Width channels, a global average pool to 8·Width
+	// features, and the projection head.
+	ResNet18 = "resnet18"
 )
 
 // Defaults and bounds of Config and Input.
@@ -25,6 +30,11 @@ const (
 	DefaultOut = 128
 	// MaxWidth bounds Config.Hidden and Config.Out.
 	MaxWidth = 1 << 14
+	// DefaultResNetWidth is resnet18's Config.Width when it is zero: the
+	// standard ResNet-18 of 64 to 512 channels.
+	DefaultResNetWidth = 64
+	// MaxResNetWidth bounds Config.Width.
+	MaxResNetWidth = 1024
 	// MaxSide bounds the input's height and width.
 	MaxSide = 4096
 	// MaxShard bounds the shard size of a Replica.
@@ -42,7 +52,8 @@ const (
 // Config describes an encoder. Its zero value is convnet-s with a
 // Linear(128,128)-ReLU-Linear(128,128) projection head, the reference's.
 type Config struct {
-	// Arch names the architecture. Default "convnet-s", the only one so far.
+	// Arch names the architecture: "convnet-s" (the default) or
+	// "resnet18".
 	Arch string `yaml:"arch"`
 	// Hidden is the width of the projection head's hidden layer, in
 	// [1, MaxWidth]. Default 128.
@@ -50,6 +61,12 @@ type Config struct {
 	// Out is the size of the projection (the head's output, not
 	// normalised), in [1, MaxWidth]. Default 128.
 	Out int `yaml:"out"`
+	// Width is resnet18's base width, in [1, MaxResNetWidth]: the channels
+	// of its stem and layer1, doubled by each of layer2, layer3 and layer4
+	// (so 8·Width features). Default 64, the standard network; smaller
+	// widths give the same topology at a fraction of the cost. convnet-s
+	// has fixed widths: Width must be 0 for it.
+	Width int `yaml:"width"`
 }
 
 // Validate reports the first impossible value as a *pipeline.FieldError
@@ -57,8 +74,15 @@ type Config struct {
 func (c Config) Validate() error {
 	switch c.Arch {
 	case "", ConvNetS:
+		if c.Width != 0 {
+			return &pipeline.FieldError{Field: "width", Msg: fmt.Sprintf("applies to %s only (convnet-s has fixed widths), got %d", ResNet18, c.Width)}
+		}
+	case ResNet18:
+		if c.Width < 0 || c.Width > MaxResNetWidth {
+			return &pipeline.FieldError{Field: "width", Msg: fmt.Sprintf("must be in [1, %d] (0: %d), got %d", MaxResNetWidth, DefaultResNetWidth, c.Width)}
+		}
 	default:
-		return &pipeline.FieldError{Field: "arch", Msg: fmt.Sprintf("unknown architecture %q (known: %q)", c.Arch, ConvNetS)}
+		return &pipeline.FieldError{Field: "arch", Msg: fmt.Sprintf("unknown architecture %q (known: %q, %q)", c.Arch, ConvNetS, ResNet18)}
 	}
 	if c.Hidden < 0 || c.Hidden > MaxWidth {
 		return &pipeline.FieldError{Field: "hidden", Msg: fmt.Sprintf("must be in [1, %d] (0: %d), got %d", MaxWidth, DefaultHidden, c.Hidden)}
@@ -79,6 +103,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Out == 0 {
 		c.Out = DefaultOut
+	}
+	if c.Arch == ResNet18 && c.Width == 0 {
+		c.Width = DefaultResNetWidth
 	}
 	return c
 }

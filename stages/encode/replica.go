@@ -111,26 +111,18 @@ func NewReplica(w *Weights, n int) (r *Replica, err error) {
 
 	r.x = tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(n, in.C, in.H, in.W))
 	xNode := G.NewTensor(r.g, tensor.Float32, 4, G.WithShape(n, in.C, in.H, in.W), G.WithName("input"), G.WithValue(r.x))
-	h, c, hh, ww := xNode, in.C, in.H, in.W
-	for _, b := range convnetS {
-		geo, err := newConvGeom(n, c, hh, ww, b.out, 3, 1, 1)
-		if err != nil {
-			return nil, err
-		}
-		h = G.Must(G.ApplyOp(newConvOp(b.conv, r.st, geo), h, paramNodes[b.conv+".weight"]))
-		c = b.out
-		bn := newBatchNormOp(b.bn, r.st, n, c, hh, ww, true, buf(b.bn+".running_mean"), buf(b.bn+".running_var"))
-		h = G.Must(G.ApplyOp(bn, h, paramNodes[b.bn+".weight"], paramNodes[b.bn+".bias"]))
-		if b.pool {
-			mp, err := newMaxPoolOp(b.bn+".pool", r.st, n, c, hh, ww, 2)
-			if err != nil {
-				return nil, err
-			}
-			h = G.Must(G.ApplyOp(mp, h))
-			hh, ww = hh/2, ww/2
-		}
+	nb := &netBuilder{st: r.st, n: n, param: paramNodes, buf: buf}
+	h := &act{node: xNode, c: in.C, h: in.H, w: in.W}
+	switch w.Config().Arch {
+	case ResNet18:
+		h, err = nb.resnet18(h, w.Config().Width)
+	default:
+		h, err = nb.convnetS(h)
 	}
-	r.featNode = G.Must(G.ApplyOp(newGAPOp("features", r.st, n, c, hh, ww), h))
+	if err != nil {
+		return nil, err
+	}
+	r.featNode = G.Must(G.ApplyOp(newGAPOp("features", r.st, n, h.c, h.h, h.w), h.node))
 	// The head, in gorgonia's own ops: y = x·Wᵀ + b (PyTorch's Linear).
 	linear := func(x *G.Node, name string) *G.Node {
 		y := G.Must(G.Mul(x, G.Must(G.Transpose(paramNodes[name+".weight"]))))
@@ -164,6 +156,47 @@ func NewReplica(w *Weights, n int) (r *Replica, err error) {
 	r.features = make([]float32, n*w.Features())
 	r.projection = make([]float32, n*out)
 	return r, nil
+}
+
+// netBuilder adds an encoder's backbone to a replica's graph: the shard
+// size, the ops' shared state, the parameters' nodes by name and the
+// replica's running statistics by name.
+type netBuilder struct {
+	st    *runState
+	n     int
+	param map[string]*G.Node
+	buf   func(name string) []float32
+}
+
+// act is an activation node of the backbone, n×c×h×w.
+type act struct {
+	node    *G.Node
+	c, h, w int
+}
+
+// convnetS adds convnet-s's backbone on x and returns its last block's
+// output.
+func (nb *netBuilder) convnetS(x *act) (*act, error) {
+	h, c, hh, ww := x.node, x.c, x.h, x.w
+	for _, b := range convnetS {
+		geo, err := newConvGeom(nb.n, c, hh, ww, b.out, 3, 1, 1)
+		if err != nil {
+			return nil, err
+		}
+		h = G.Must(G.ApplyOp(newConvOp(b.conv, nb.st, geo), h, nb.param[b.conv+".weight"]))
+		c = b.out
+		bn := newBatchNormOp(b.bn, nb.st, nb.n, c, hh, ww, true, nb.buf(b.bn+".running_mean"), nb.buf(b.bn+".running_var"))
+		h = G.Must(G.ApplyOp(bn, h, nb.param[b.bn+".weight"], nb.param[b.bn+".bias"]))
+		if b.pool {
+			mp, err := newMaxPoolOp(b.bn+".pool", nb.st, nb.n, c, hh, ww, 2)
+			if err != nil {
+				return nil, err
+			}
+			h = G.Must(G.ApplyOp(mp, h))
+			hh, ww = hh/2, ww/2
+		}
+	}
+	return &act{node: h, c: c, h: hh, w: ww}, nil
 }
 
 // ShardSize is the number of images of every call.

@@ -126,7 +126,28 @@ func NewWeights(cfg Config, in Input, rng *rand.Rand) (*Weights, error) {
 			t.Data[i] = float32((2*rng.Float64() - 1) * b)
 		}
 	}
-	c := in.C
+	switch cfg.Arch {
+	case ResNet18:
+		w.resnet18Params(in.C, uniform)
+	default:
+		w.convnetSParams(in.C, uniform)
+	}
+	for _, l := range []struct {
+		name    string
+		in, out int
+	}{{head0, w.Features(), cfg.Hidden}, {head2, cfg.Hidden, cfg.Out}} {
+		lw := newTensor(l.name+".weight", false, l.out, l.in)
+		lb := newTensor(l.name+".bias", true, l.out)
+		uniform(lw, l.in)
+		uniform(lb, l.in)
+		w.Params = append(w.Params, lw, lb)
+	}
+	return w, nil
+}
+
+// convnetSParams appends convnet-s's backbone parameters and buffers for
+// c input channels, drawing the convolutions' weights with uniform.
+func (w *Weights) convnetSParams(c int, uniform func(t *Tensor, fanIn int)) {
 	for _, b := range convnetS {
 		cw := newTensor(b.conv+".weight", false, b.out, c, 3, 3)
 		uniform(cw, c*9)
@@ -142,17 +163,6 @@ func NewWeights(cfg Config, in Input, rng *rand.Rand) (*Weights, error) {
 		w.Buffers = append(w.Buffers, newTensor(b.bn+".running_mean", false, b.out), rv)
 		c = b.out
 	}
-	for _, l := range []struct {
-		name    string
-		in, out int
-	}{{head0, convnetSFeatures, cfg.Hidden}, {head2, cfg.Hidden, cfg.Out}} {
-		lw := newTensor(l.name+".weight", false, l.out, l.in)
-		lb := newTensor(l.name+".bias", true, l.out)
-		uniform(lw, l.in)
-		uniform(lb, l.in)
-		w.Params = append(w.Params, lw, lb)
-	}
-	return w, nil
 }
 
 // Config is the configuration the weights were made for, defaults filled
@@ -163,8 +173,13 @@ func (w *Weights) Config() Config { return w.cfg }
 func (w *Weights) Input() Input { return w.in }
 
 // Features is the size of the encoder's features (the representation
-// before the head): 128 for convnet-s.
-func (w *Weights) Features() int { return convnetSFeatures }
+// before the head): 128 for convnet-s, 8·Width (512) for resnet18.
+func (w *Weights) Features() int {
+	if w.cfg.Arch == ResNet18 {
+		return resnet18Features(w.cfg.Width)
+	}
+	return convnetSFeatures
+}
 
 // Out is the size of the projection.
 func (w *Weights) Out() int { return w.cfg.Out }
