@@ -3,8 +3,10 @@
 //
 // # convnet-s
 //
-// The one architecture so far is convnet-s, the reference encoder of
-// ../shared/testvectors/convnet_s.safetensors and cmd/reference/torch_reference.py:
+// Two architectures: convnet-s (arch: convnet-s, the default), the
+// reference encoder of cmd/reference/torch_reference.py, checked against
+// PyTorch's values in testdata/convnet_s.safetensors, and a CIFAR-style
+// ResNet-18 (arch: resnet18; see resnet.go) for larger images. convnet-s:
 //
 //	input N×C×H×W (C = 1 or 3)
 //	backbone.0  conv3x3, pad 1, no bias, C→32   backbone.1  BatchNorm2d(32)  ReLU  max-pool 2
