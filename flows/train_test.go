@@ -552,3 +552,51 @@ func TestTrainingFlowsThatDoNotFit(t *testing.T) {
 		t.Errorf("simclr on 16 unlabeled images: %d steps, %v", job.Steps(), err)
 	}
 }
+
+// After one MoCo step the key encoder is ξ₁ = m·ξ₀ + (1−m)·θ₁, where ξ₀ is
+// the initial weights (the key encoder starts as a copy of the query
+// encoder) and θ₁ the query encoder after the optimizer's step; and the
+// key encoder receives no gradient (it differs from θ₁).
+func TestMoCoKeyEncoderFollowsTheMomentumFormula(t *testing.T) {
+	const m = 0.9 // far from 1, so a wrong formula shows
+	sets := tinySets("moco", "stages.queue.momentum=0.9")
+	spec, err := flows.Load("moco", sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initial, err := flows.NewEncoder(spec) // the weights training starts from
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	job := prepare(t, "moco", sets, flows.JobOptions{RunDir: dir, MaxSteps: 1})
+	if err := job.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ck := readCheckpoint(t, job.CheckpointDir())
+	if ck.Info.Step != 1 {
+		t.Fatalf("checkpoint at step %d, want 1", ck.Info.Step)
+	}
+	checked := 0
+	for _, p := range initial.Weights.Params {
+		theta, xi := ck.Model[p.Name].F32, ck.State["key."+p.Name].F32
+		if len(theta) != len(p.Data) || len(xi) != len(p.Data) {
+			t.Fatalf("%s: %d query and %d key values, want %d", p.Name, len(theta), len(xi), len(p.Data))
+		}
+		moved := false
+		for i, x0 := range p.Data {
+			want := float32(m)*x0 + float32(1-m)*theta[i]
+			if math.Abs(float64(xi[i]-want)) > 1e-6*math.Max(1, math.Abs(float64(want))) {
+				t.Fatalf("%s[%d]: key %v, want m·ξ₀ + (1−m)·θ₁ = %v", p.Name, i, xi[i], want)
+			}
+			moved = moved || theta[i] != x0
+			checked++
+		}
+		if !moved && !strings.Contains(p.Name, "running") {
+			t.Errorf("%s: the query encoder did not move in the step", p.Name)
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no parameter checked")
+	}
+}
