@@ -126,7 +126,11 @@ func (p *Progress) Line() string {
 	} else {
 		fmt.Fprintf(&b, "  %s %s", Count(done), p.Unit)
 	}
-	fmt.Fprintf(&b, "  %s/s", Count(int64(rate)))
+	if rate < 10 {
+		fmt.Fprintf(&b, "  %.2f/s", rate) // slow items (training steps): keep the fraction
+	} else {
+		fmt.Fprintf(&b, "  %s/s", Count(int64(rate)))
+	}
 	if total > 0 && rate > 0 && done < total {
 		eta := time.Duration(float64(total-done) / rate * float64(time.Second))
 		fmt.Fprintf(&b, "  ETA %s", eta.Round(time.Second))
