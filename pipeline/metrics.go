@@ -33,6 +33,12 @@ func (m *StageMetrics) AddBusy(d time.Duration) {
 	m.busy.Add(int64(d))
 }
 
+// AddWaitOut records d that the stage spent held back by a stage after it
+// other than through its Outbox: the encode stage waiting for the optimize
+// stage to finish the previous step, say. A stage whose busy time is
+// derived then no longer counts that wait as work.
+func (m *StageMetrics) AddWaitOut(d time.Duration) { m.waitOut.Add(int64(d)) }
+
 // SetWorkers records how many goroutines work for the stage. Worker pools
 // call it when they start; a stage that never calls it counts as one worker.
 func (m *StageMetrics) SetWorkers(n int) { m.workers.Store(int64(n)) }

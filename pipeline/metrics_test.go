@@ -275,3 +275,21 @@ func TestPlainStageWaitShares(t *testing.T) {
 		})
 	}
 }
+
+func TestAddWaitOutIsNotBusy(t *testing.T) {
+	// A stage that waits 30 ms on something after it, outside its Outbox,
+	// and reports it, shows that time as wait-out, not as work.
+	stage := pipeline.StageFunc(func(ctx context.Context, in *pipeline.Inbox, out *pipeline.Outbox) error {
+		time.Sleep(30 * time.Millisecond)
+		in.Metrics().AddWaitOut(30 * time.Millisecond)
+		return nil
+	})
+	f := pipeline.New(pipeline.Options{}).Add("held", stage)
+	if err := f.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m := f.Metrics()[0]
+	if m.WaitOut < 30*time.Millisecond || m.Busy > m.Wall/2 {
+		t.Errorf("wait-out %v busy %v of wall %v: the reported wait counts as work", m.WaitOut, m.Busy, m.Wall)
+	}
+}

@@ -368,7 +368,11 @@ func (p *Pool) Stage() pipeline.Stage {
 				return fmt.Errorf("encode: got %T, want *pipeline.Batch", v)
 			}
 			b.Step += p.firstStep
+			start := time.Now()
 			e, err := p.Encode(ctx, b)
+			if e != nil { // the time not spent in the forward pass waited for the previous step
+				in.Metrics().AddWaitOut(time.Since(start) - time.Duration(e.Metrics.Seconds*float64(time.Second)))
+			}
 			if err != nil {
 				return fmt.Errorf("step %d: %w", b.Step, err)
 			}
