@@ -171,18 +171,12 @@ func Prepare(spec *pipeline.Spec, opts pipeline.Options, jo JobOptions) (*Job, e
 // report passes the step metrics on to the sinks and keeps the latest for
 // Last.
 func (j *Job) report(ctx context.Context, in *pipeline.Inbox, out *pipeline.Outbox) error {
-	for {
-		v, ok, err := in.Recv(ctx)
-		if !ok || err != nil {
-			return err
-		}
+	return pipeline.Each(ctx, in, "report", func(v any) error {
 		if m, isStep := v.(pipeline.StepMetrics); isStep {
 			j.last.Store(&m)
 		}
-		if err := out.Send(ctx, v); err != nil {
-			return err
-		}
-	}
+		return out.Send(ctx, v)
+	})
 }
 
 // Last returns the metrics of the latest step, or nil before the first.

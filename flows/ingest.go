@@ -101,19 +101,15 @@ func Ingest(ctx context.Context, cfg IngestConfig) (IngestStats, error) {
 		return row{b, "", s.Label}, nil
 	}
 	write := func(ctx context.Context, in *pipeline.Inbox, _ *pipeline.Outbox) error {
-		for {
-			v, ok, err := in.Recv(ctx)
-			if !ok || err != nil {
-				return err
-			}
-			r := v.(row)
+		return pipeline.Each(ctx, in, "write", func(r row) error {
 			if err := w.Write(r.png, r.path, r.label); err != nil {
 				return err
 			}
 			if cfg.Progress != nil {
 				cfg.Progress(w.Rows(), ds.Len())
 			}
-		}
+			return nil
+		})
 	}
 	f := pipeline.New(pipeline.Options{MaxBadSamples: cfg.MaxBadSamples}).
 		Add("load", sources.NewStage(ds, sources.StreamConfig{})).

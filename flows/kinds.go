@@ -130,12 +130,7 @@ func init() {
 }
 
 func discard(ctx context.Context, in *pipeline.Inbox, _ *pipeline.Outbox) error {
-	for {
-		_, ok, err := in.Recv(ctx)
-		if !ok || err != nil {
-			return err
-		}
-	}
+	return pipeline.Each(ctx, in, "discard", func(any) error { return nil })
 }
 
 // closing closes a dataset when its stage ends.

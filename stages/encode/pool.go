@@ -358,15 +358,7 @@ func (p *Pool) Release() {
 // *pipeline.Encoded.
 func (p *Pool) Stage() pipeline.Stage {
 	return pipeline.StageFunc(func(ctx context.Context, in *pipeline.Inbox, out *pipeline.Outbox) error {
-		for {
-			v, ok, err := in.Recv(ctx)
-			if !ok || err != nil {
-				return err
-			}
-			b, isBatch := v.(*pipeline.Batch)
-			if !isBatch {
-				return fmt.Errorf("encode: got %T, want *pipeline.Batch", v)
-			}
+		return pipeline.Each(ctx, in, "encode", func(b *pipeline.Batch) error {
 			b.Step += p.firstStep
 			start := time.Now()
 			e, err := p.Encode(ctx, b)
@@ -376,10 +368,8 @@ func (p *Pool) Stage() pipeline.Stage {
 			if err != nil {
 				return fmt.Errorf("step %d: %w", b.Step, err)
 			}
-			if err := out.Send(ctx, e); err != nil {
-				return err
-			}
-		}
+			return out.Send(ctx, e)
+		})
 	})
 }
 

@@ -19,15 +19,7 @@ func Stage(l Loss) pipeline.Stage {
 	var out Outputs
 	var zn []float32
 	return pipeline.StageFunc(func(ctx context.Context, in *pipeline.Inbox, next *pipeline.Outbox) error {
-		for {
-			v, ok, err := in.Recv(ctx)
-			if !ok || err != nil {
-				return err
-			}
-			e, isEnc := v.(*pipeline.Encoded)
-			if !isEnc {
-				return fmt.Errorf("loss: got %T, want *pipeline.Encoded", v)
-			}
+		return pipeline.Each(ctx, in, "loss", func(e *pipeline.Encoded) error {
 			b, start := e.Batch, time.Now()
 			if err := l.Compute(Inputs{Z: e.Z, N: e.N, D: e.D, Labels: b.Labels, Valid: b.Valid, Queue: e.Queue, K: e.K}, &out); err != nil {
 				return fmt.Errorf("step %d: %w", e.Metrics.Step, err)
@@ -41,10 +33,8 @@ func Stage(l Loss) pipeline.Stage {
 			m.Loss, m.PosCos, m.NegCos = out.Loss, out.PosCos, out.NegCos
 			zn = AlignUniform(e.Z, e.N, e.D, b.Valid, zn, m)
 			m.Seconds += time.Since(start).Seconds()
-			if err := next.Send(ctx, e); err != nil {
-				return err
-			}
-		}
+			return next.Send(ctx, e)
+		})
 	})
 }
 

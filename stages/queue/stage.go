@@ -16,15 +16,7 @@ import (
 func (q *Queue) Stage() pipeline.Stage {
 	var keys []float32
 	return pipeline.StageFunc(func(ctx context.Context, in *pipeline.Inbox, out *pipeline.Outbox) error {
-		for {
-			v, ok, err := in.Recv(ctx)
-			if !ok || err != nil {
-				return err
-			}
-			e, isEnc := v.(*pipeline.Encoded)
-			if !isEnc {
-				return fmt.Errorf("queue: got %T, want *pipeline.Encoded", v)
-			}
+		return pipeline.Each(ctx, in, "queue", func(e *pipeline.Encoded) error {
 			if e.D != q.d {
 				return fmt.Errorf("queue: keys of dimension %d; the queue holds %d (set queue.dim)", e.D, q.d)
 			}
@@ -37,10 +29,8 @@ func (q *Queue) Stage() pipeline.Stage {
 				keys = normaliseRows(keys[:0], e.Z[1][:valid*e.D], e.D)
 				return q.Push(keys)
 			})
-			if err := out.Send(ctx, e); err != nil {
-				return err
-			}
-		}
+			return out.Send(ctx, e)
+		})
 	})
 }
 
