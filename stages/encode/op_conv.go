@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/chewxy/hm"
-	"gonum.org/v1/gonum/blas"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -218,15 +217,14 @@ func (op *convOp) forward(x, w, y []float32) {
 	g := op.geo
 	col := scratch(&op.col, g.rows()*g.cols())
 	xs, ys := g.c*g.h*g.w, g.o*g.cols()
-	bl := G.WhichBLAS()
 	for n := 0; n < g.n; n++ {
 		if g.rows() >= rowMin {
 			g.im2row(x[n*xs:(n+1)*xs], col)
-			bl.Sgemm(blas.NoTrans, blas.Trans, g.o, g.cols(), g.rows(), 1, w, g.rows(), col, g.rows(), 0, y[n*ys:(n+1)*ys], g.cols())
+			sgemm(false, true, g.o, g.cols(), g.rows(), 1, w, g.rows(), col, g.rows(), 0, y[n*ys:(n+1)*ys], g.cols())
 			continue
 		}
 		g.im2col(x[n*xs:(n+1)*xs], col)
-		bl.Sgemm(blas.NoTrans, blas.NoTrans, g.o, g.cols(), g.rows(), 1, w, g.rows(), col, g.cols(), 0, y[n*ys:(n+1)*ys], g.cols())
+		sgemm(false, false, g.o, g.cols(), g.rows(), 1, w, g.rows(), col, g.cols(), 0, y[n*ys:(n+1)*ys], g.cols())
 	}
 }
 
@@ -306,9 +304,8 @@ func (op *convGradXOp) Do(vs ...G.Value) (v G.Value, err error) {
 		}
 	}
 	xs, ys := g.c*g.h*g.w, g.o*g.cols()
-	bl := G.WhichBLAS()
 	for n := 0; n < g.n; n++ {
-		bl.Sgemm(blas.NoTrans, blas.NoTrans, g.rows(), g.cols(), g.o, 1, wt, g.o, dy[n*ys:(n+1)*ys], g.cols(), 0, dcol, g.cols())
+		sgemm(false, false, g.rows(), g.cols(), g.o, 1, wt, g.o, dy[n*ys:(n+1)*ys], g.cols(), 0, dcol, g.cols())
 		g.col2im(dcol, dx[n*xs:(n+1)*xs])
 	}
 	return out, nil
@@ -342,14 +339,13 @@ func (op *convGradWOp) Do(vs ...G.Value) (v G.Value, err error) {
 	dw := out.Float32s()
 	col := scratch(&op.col, g.rows()*g.cols())
 	xs, ys := g.c*g.h*g.w, g.o*g.cols()
-	bl := G.WhichBLAS()
 	for n := 0; n < g.n; n++ {
 		g.im2col(x[n*xs:(n+1)*xs], col)
 		beta := float32(1)
 		if n == 0 {
 			beta = 0
 		}
-		bl.Sgemm(blas.NoTrans, blas.Trans, g.o, g.rows(), g.cols(), 1, dy[n*ys:(n+1)*ys], g.cols(), col, g.cols(), beta, dw, g.rows())
+		sgemm(false, true, g.o, g.rows(), g.cols(), 1, dy[n*ys:(n+1)*ys], g.cols(), col, g.cols(), beta, dw, g.rows())
 	}
 	return out, nil
 }
