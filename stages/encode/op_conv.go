@@ -206,13 +206,6 @@ func (op *convOp) Do(vs ...G.Value) (v G.Value, err error) {
 	return out, nil
 }
 
-// rowMin is the smallest C·K·K for which the forward pass multiplies by
-// the im2row matrix (dot products of length C·K·K) rather than the im2col
-// one (AXPYs of length OH·OW): with gonum's SGEMM on 2 cores the first ran
-// at 22 GFLOP/s for convnet-s's 2nd and 3rd layers against 15 and 6.5, the
-// second 6.5 against 3.3 for the 1st (C·K·K = 9).
-const rowMin = 32
-
 func (op *convOp) forward(x, w, y []float32) {
 	g := op.geo
 	col := scratch(&op.col, g.rows()*g.cols())

@@ -1,0 +1,39 @@
+//go:build openblas
+
+package encode
+
+// #cgo LDFLAGS: -lopenblas
+// #include <cblas.h>
+import "C"
+
+import (
+	"math"
+	"unsafe"
+)
+
+// BLAS names the matrix-multiply kernel this build uses.
+const BLAS = "openblas"
+
+// rowMin is the smallest C·K·K for which a convolution's forward pass
+// multiplies by the im2row matrix: never with OpenBLAS, which multiplies
+// either form as fast, and im2col's copies are whole rows.
+const rowMin = math.MaxInt
+
+func init() {
+	// The encode pool runs one replica per core; each multiplies on its own
+	// goroutine, so OpenBLAS's own threads would only oversubscribe them.
+	C.openblas_set_num_threads(1)
+}
+
+func gemmKernel(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	ta, tb := uint32(C.CblasNoTrans), uint32(C.CblasNoTrans)
+	if transA {
+		ta = C.CblasTrans
+	}
+	if transB {
+		tb = C.CblasTrans
+	}
+	C.cblas_sgemm(C.CblasRowMajor, ta, tb, C.blasint(m), C.blasint(n), C.blasint(k), C.float(alpha),
+		(*C.float)(unsafe.Pointer(&a[0])), C.blasint(lda), (*C.float)(unsafe.Pointer(&b[0])), C.blasint(ldb),
+		C.float(beta), (*C.float)(unsafe.Pointer(&c[0])), C.blasint(ldc))
+}
