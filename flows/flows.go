@@ -89,6 +89,10 @@ type JobOptions struct {
 	// and momentum schedules still span the flow's epochs, so a later
 	// resume continues the same run.
 	MaxSteps int64
+
+	// onStep, when set, sees every step's metrics as they pass on to the
+	// sinks (Bench times the steps with it).
+	onStep func(pipeline.StepMetrics)
 }
 
 // Job is a flow ready to run, with what its stages share.
@@ -98,6 +102,8 @@ type Job struct {
 	Plan Plan
 	env  pipeline.BuildEnv
 	last atomic.Pointer[pipeline.StepMetrics]
+
+	onStep func(pipeline.StepMetrics)
 }
 
 // Prepare plans spec (PlanOf), builds its stages with what they share (the
@@ -141,7 +147,7 @@ func Prepare(spec *pipeline.Spec, opts pipeline.Options, jo JobOptions) (*Job, e
 	}
 	opts.MaxBadSamples = spec.MaxBadSamples
 	f := pipeline.New(opts)
-	j := &Job{Spec: spec, Flow: f, Plan: plan, env: env}
+	j := &Job{Spec: spec, Flow: f, Plan: plan, env: env, onStep: jo.onStep}
 	var sinkStages []pipeline.NamedStage
 	for _, s := range stages {
 		if s.Role == pipeline.RoleSink {
@@ -174,6 +180,9 @@ func (j *Job) report(ctx context.Context, in *pipeline.Inbox, out *pipeline.Outb
 	return pipeline.Each(ctx, in, "report", func(v any) error {
 		if m, isStep := v.(pipeline.StepMetrics); isStep {
 			j.last.Store(&m)
+			if j.onStep != nil {
+				j.onStep(m)
+			}
 		}
 		return out.Send(ctx, v)
 	})

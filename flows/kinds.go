@@ -115,7 +115,7 @@ func Register(reg *pipeline.Registry) error {
 	} {
 		kinds = append(kinds, k)
 	}
-	for _, k := range append(kinds, trainingKinds()...) {
+	for _, k := range append(append(kinds, trainingKinds()...), repeatKind()) {
 		if err := reg.Register(k); err != nil {
 			return err
 		}

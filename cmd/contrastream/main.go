@@ -25,6 +25,7 @@ func commands() []command {
 		{"inspect", "SRC", "summarise a dataset: rows, columns, image sizes, labels, bad rows", runInspect},
 		{"preview", "[--data SRC] [--out FILE.png] [--n N]", "write a PNG grid of images beside their two augmented views", runPreview},
 		{"flows", "[NAME]", "list the prebuilt flows, or print one's YAML", runFlows},
+		{"bench", "[--flow NAME|FILE] [--mode step|flow|both] [--steps N] [--set a.b=c]...", "measure a training flow: step time, samples/s, encoder images/s, allocations, peak RSS, time per stage", runBench},
 		{"eval", "knn --checkpoint DIR | --random-init FLOW", "judge a frozen encoder: weighted kNN accuracy (train split as memory, test split as queries)", runEval},
 	}
 }
