@@ -21,12 +21,15 @@ func TestMapOrder(t *testing.T) {
 		name      string
 		workers   int
 		unordered bool
+		chunk     int
 	}{
-		{"ordered 1 worker", 1, false},
-		{"ordered 8 workers", 8, false},
-		{"ordered default workers", 0, false},
-		{"unordered 1 worker", 1, true},
-		{"unordered 8 workers", 8, true},
+		{"ordered 1 worker", 1, false, 0},
+		{"ordered 8 workers", 8, false, 0},
+		{"ordered default workers", 0, false, 0},
+		{"ordered 3 workers chunks of 7", 3, false, 7},
+		{"ordered 1 worker chunks of 16", 1, false, 16},
+		{"unordered 1 worker", 1, true, 0},
+		{"unordered 8 workers", 8, true, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,7 +45,7 @@ func TestMapOrder(t *testing.T) {
 				Add("square", pipeline.Map(func(_ context.Context, v int) (int, error) {
 					time.Sleep(delay(v))
 					return v * v, nil
-				}, pipeline.PoolOptions{Workers: tt.workers, Unordered: tt.unordered})).
+				}, pipeline.PoolOptions{Workers: tt.workers, Unordered: tt.unordered, Chunk: tt.chunk})).
 				Add("sink", sink)
 			if err := f.Run(context.Background()); err != nil {
 				t.Fatal(err)
@@ -79,11 +82,13 @@ func TestMapBackPressure(t *testing.T) {
 		name            string
 		workers, buffer int
 		unordered       bool
+		chunk           int
 		inFlight        int // the pool's documented bound
 	}{
-		{"ordered 2 workers", 2, 2, false, 2*2 + 2},
-		{"ordered 4 workers buffer 1", 4, 1, false, 2*4 + 2},
-		{"unordered 3 workers", 3, 2, true, 3},
+		{"ordered 2 workers", 2, 2, false, 0, 2*2 + 2},
+		{"ordered 4 workers buffer 1", 4, 1, false, 0, 2*4 + 2},
+		{"ordered 2 workers chunks of 5", 2, 2, false, 5, (2*2 + 2) * 5},
+		{"unordered 3 workers", 3, 2, true, 0, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,7 +100,7 @@ func TestMapBackPressure(t *testing.T) {
 			f := pipeline.New(pipeline.Options{Buffer: tt.buffer}).
 				Add("src", ints(-1, &sent)).
 				Add("pool", pipeline.Map(func(_ context.Context, v int) (int, error) { return v, nil },
-					pipeline.PoolOptions{Workers: tt.workers, Unordered: tt.unordered})).
+					pipeline.PoolOptions{Workers: tt.workers, Unordered: tt.unordered, Chunk: tt.chunk})).
 				Add("sink", pipeline.StageFunc(func(ctx context.Context, in *pipeline.Inbox, _ *pipeline.Outbox) error {
 					if _, _, err := in.Recv(ctx); err != nil {
 						return err
@@ -174,6 +179,18 @@ func TestMapErrors(t *testing.T) {
 			}, pipeline.PoolOptions{Workers: 4}),
 			src:  ints(-1, nil),
 			want: []string{`stage "pool": element 3: boom`},
+			is:   errBoom,
+		},
+		{
+			name: "fatal error from fn in a chunk",
+			stage: pipeline.Map(func(_ context.Context, v int) (int, error) {
+				if v == 5 {
+					return 0, fmt.Errorf("element %d: %w", v, errBoom)
+				}
+				return v, nil
+			}, pipeline.PoolOptions{Workers: 2, Chunk: 4}),
+			src:  ints(-1, nil),
+			want: []string{`stage "pool": element 5: boom`},
 			is:   errBoom,
 		},
 		{
@@ -321,5 +338,36 @@ func TestMapNilBoxes(t *testing.T) {
 		if err := stage.Run(context.Background(), nil, nil); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestMapChunkSkips drops every third element inside chunks and checks the
+// others keep their order and the skips are counted.
+func TestMapChunkSkips(t *testing.T) {
+	const n = 100
+	sink := &collector{}
+	f := pipeline.New(pipeline.Options{MaxBadSamples: n}).
+		Add("src", ints(n, nil)).
+		Add("pool", pipeline.Map(func(_ context.Context, v int) (int, error) {
+			if v%3 == 0 {
+				return 0, pipeline.Skip(fmt.Sprint("element ", v), errBoom)
+			}
+			return v, nil
+		}, pipeline.PoolOptions{Workers: 2, Chunk: 8})).
+		Add("sink", sink)
+	if err := f.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var want []int
+	for v := range n {
+		if v%3 != 0 {
+			want = append(want, v)
+		}
+	}
+	if got := sink.ints(t); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if c := f.Skips().Count(); c != (n+2)/3 {
+		t.Errorf("skips counted %d, want %d", c, (n+2)/3)
 	}
 }

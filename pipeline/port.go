@@ -55,6 +55,24 @@ func (in *Inbox) recv(ctx context.Context, timed bool) (v any, ok bool, err erro
 	return v, ok, err
 }
 
+// tryRecv returns the next element if one is waiting, without blocking and
+// without charging any wait. ok is false when none is waiting or the input
+// is exhausted (a later recv tells which).
+func (in *Inbox) tryRecv() (v any, ok bool) {
+	if in == nil || in.ch == nil {
+		return nil, false
+	}
+	select {
+	case v, ok = <-in.ch:
+	default:
+		return nil, false
+	}
+	if ok {
+		in.m.in.Add(1)
+	}
+	return v, ok
+}
+
 // Outbox is the sending side of a stage. It is safe for concurrent use by
 // the workers of one stage.
 type Outbox struct {

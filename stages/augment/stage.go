@@ -6,6 +6,12 @@ import (
 	"github.com/contrastream/contrastream/pipeline"
 )
 
+// stageChunk is the most samples a worker of the stage takes at once. A
+// 28×28 pair takes about 12 µs, and each hand-off between the pool's
+// goroutines a few: one sample at a time, a second worker added 6%
+// (BenchmarkAugment).
+const stageChunk = 16
+
 // Stage returns the augmentation stage: a pool of Config.Workers goroutines
 // that turns each pipeline.Sample into a pipeline.Pair, in input order:
 //
@@ -23,5 +29,5 @@ func (a *Augmenter) Stage(seed int64) pipeline.Stage {
 		return func(_ context.Context, s pipeline.Sample) (pipeline.Pair, error) {
 			return a.pair(s, seed, sc)
 		}
-	}, pipeline.PoolOptions{Workers: a.p.workers})
+	}, pipeline.PoolOptions{Workers: a.p.workers, Chunk: stageChunk})
 }
