@@ -1,0 +1,75 @@
+package sgemm
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+// convShape is one matrix product of the convnet-s encoder for a batch of
+// 256 32×32 images, the batch merged into one GEMM.
+type convShape struct {
+	name           string
+	transA, transB bool
+	m, n, k        int
+}
+
+var convShapes = []convShape{
+	{"conv1-fwd", false, false, 32, 200704, 9},
+	{"conv2-fwd", false, false, 64, 50176, 288},
+	{"conv3-fwd", false, false, 128, 12544, 576},
+	{"conv2-bwd-data", true, false, 288, 50176, 64},
+	{"conv3-bwd-data", true, false, 576, 12544, 128},
+	{"conv2-bwd-weights", false, true, 64, 288, 50176},
+	{"conv3-bwd-weights", false, true, 128, 576, 12544},
+}
+
+var squareShapes = []convShape{
+	{"square-512", false, false, 512, 512, 512},
+	{"square-1024", false, false, 1024, 1024, 1024},
+}
+
+// BenchmarkGemm reports GFLOP/s of Gemm (one goroutine), GemmParallel(2)
+// and gonum's Sgemm (which uses GOMAXPROCS goroutines: run with -cpu 1 for
+// one core) on the convolution and square shapes.
+func BenchmarkGemm(b *testing.B) {
+	impl := gonum.Implementation{}
+	for _, s := range append(convShapes, squareShapes...) {
+		rng := rand.New(rand.NewPCG(1, 1))
+		var o operands
+		b.Run(s.name, func(b *testing.B) {
+			if o.a == nil {
+				o = newOperands(rng, s.transA, s.transB, s.m, s.n, s.k, 0)
+			}
+			flops := 2 * float64(s.m) * float64(s.n) * float64(s.k)
+			run := func(b *testing.B, f func()) {
+				f()
+				b.ResetTimer()
+				for b.Loop() {
+					f()
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			}
+			b.Run("Gemm", func(b *testing.B) {
+				run(b, func() { Gemm(s.transA, s.transB, s.m, s.n, s.k, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc) })
+			})
+			b.Run("Parallel2", func(b *testing.B) {
+				run(b, func() {
+					GemmParallel(2, s.transA, s.transB, s.m, s.n, s.k, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc)
+				})
+			})
+			b.Run("gonum", func(b *testing.B) {
+				ta, tb := blas.NoTrans, blas.NoTrans
+				if s.transA {
+					ta = blas.Trans
+				}
+				if s.transB {
+					tb = blas.Trans
+				}
+				run(b, func() { impl.Sgemm(ta, tb, s.m, s.n, s.k, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc) })
+			})
+		})
+	}
+}
