@@ -2,6 +2,7 @@ package sgemm
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"gonum.org/v1/gonum/blas"
@@ -44,19 +45,31 @@ func BenchmarkGemm(b *testing.B) {
 				o = newOperands(rng, s.transA, s.transB, s.m, s.n, s.k, 0)
 			}
 			flops := 2 * float64(s.m) * float64(s.n) * float64(s.k)
-			run := func(b *testing.B, f func()) {
+			// run reports GFLOP/s of wall time and, as cpuGFLOP/s, of
+			// CPU time (of this thread for one goroutine, of the process
+			// otherwise), which other processes on a shared machine
+			// disturb less.
+			run := func(b *testing.B, thread bool, f func()) {
+				if thread {
+					runtime.LockOSThread()
+					defer runtime.UnlockOSThread()
+				}
 				f()
-				b.ResetTimer()
+				t0, ok := cpuTime(thread)
 				for b.Loop() {
 					f()
 				}
+				t1, _ := cpuTime(thread)
 				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				if ok {
+					b.ReportMetric(flops*float64(b.N)/(t1-t0).Seconds()/1e9, "cpuGFLOP/s")
+				}
 			}
 			b.Run("Gemm", func(b *testing.B) {
-				run(b, func() { Gemm(s.transA, s.transB, s.m, s.n, s.k, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc) })
+				run(b, true, func() { Gemm(s.transA, s.transB, s.m, s.n, s.k, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc) })
 			})
 			b.Run("Parallel2", func(b *testing.B) {
-				run(b, func() {
+				run(b, false, func() {
 					GemmParallel(2, s.transA, s.transB, s.m, s.n, s.k, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc)
 				})
 			})
@@ -68,7 +81,7 @@ func BenchmarkGemm(b *testing.B) {
 				if s.transB {
 					tb = blas.Trans
 				}
-				run(b, func() { impl.Sgemm(ta, tb, s.m, s.n, s.k, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc) })
+				run(b, runtime.GOMAXPROCS(0) == 1, func() { impl.Sgemm(ta, tb, s.m, s.n, s.k, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc) })
 			})
 		})
 	}

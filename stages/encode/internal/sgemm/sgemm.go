@@ -234,18 +234,13 @@ func packRows8(d, a []float32, lda, o, kb int) {
 // as ⌈nb/nr⌉ micro-panels of kb×nr (nr floats per step), zero-padding the
 // last panel's missing columns.
 func packB(dst []float32, trans bool, b []float32, ldb, p0, kb, j0, nb, nr int) {
+	if !trans {
+		packBRows(dst, b, ldb, p0, kb, j0, nb, nr)
+		return
+	}
 	for q := 0; q < nb; q += nr {
 		d := dst[q*kb : (q+nr)*kb]
 		cols := min(nr, nb-q)
-		if !trans { // op(b)[p][j] = b[p*ldb+j]: each step is contiguous.
-			for p := range kb {
-				o := (p0+p)*ldb + j0 + q
-				dp := d[p*nr : p*nr+nr]
-				copy(dp, b[o:o+cols])
-				clear(dp[cols:])
-			}
-			continue
-		}
 		for j := range cols {
 			o := (j0+q+j)*ldb + p0
 			for p, v := range b[o : o+kb] {
@@ -256,6 +251,38 @@ func packB(dst []float32, trans bool, b []float32, ldb, p0, kb, j0, nb, nr int) 
 			for p := range kb {
 				d[p*nr+j] = 0
 			}
+		}
+	}
+}
+
+// packBRows is packB for b not transposed, where each step of k is a
+// contiguous row of b: it reads b row by row, the order the hardware
+// prefetchers follow, and scatters each row over the micro-panels.
+func packBRows(dst []float32, b []float32, ldb, p0, kb, j0, nb, nr int) {
+	full := nb / nr * nr
+	stride := kb * nr // from one micro-panel to the next
+	for p := range kb {
+		row := b[(p0+p)*ldb+j0 : (p0+p)*ldb+j0+nb]
+		d := dst[p*nr:]
+		q := 0
+		switch nr {
+		case 48:
+			for ; q < full; q += 48 {
+				*(*[48]float32)(d[q*kb:]) = *(*[48]float32)(row[q:])
+			}
+		case 16:
+			for ; q < full; q += 16 {
+				*(*[16]float32)(d[q*kb:]) = *(*[16]float32)(row[q:])
+			}
+		default:
+			for ; q < full; q += nr {
+				copy(d[q*kb:q*kb+nr], row[q:q+nr])
+			}
+		}
+		if q < nb {
+			dp := d[q/nr*stride : q/nr*stride+nr]
+			copy(dp, row[q:])
+			clear(dp[nb-q:])
 		}
 	}
 }
