@@ -19,6 +19,11 @@ type kernel struct {
 	mc     int // most rows of a per packed block, a multiple of mr
 	nc     int // most columns of b per packed block (L2), a multiple of nr
 	fn     kernelFunc
+
+	// transpose8, if not nil, is packRows8's fast path: it transposes 8
+	// rows of n floats (n a multiple of 8) at src, stride lds, into n rows
+	// of 8 floats at dst, stride ldd. Bounds are the caller's to check.
+	transpose8 func(n int, src *float32, lds int, dst *float32, ldd int)
 }
 
 // generic is the pure-Go kernel: the only one on other architectures and

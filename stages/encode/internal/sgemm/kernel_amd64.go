@@ -18,9 +18,16 @@ func kernAVX512(k int, a, b, c *float32, ldc int, alpha, beta float32, accum int
 //go:noescape
 func kernAVX2(k int, a, b, c *float32, ldc int, alpha, beta float32, accum int)
 
+// transpose8 transposes 8 rows of n floats (n a multiple of 8), row r at
+// src+r·lds, into n rows of 8 floats, row p at dst+p·ldd (pack_amd64.s,
+// AVX). The caller checks the bounds.
+//
+//go:noescape
+func transpose8(n int, src *float32, lds int, dst *float32, ldd int)
+
 var (
-	avx512 = kernel{name: "avx512-8x48", mr: 8, nr: 48, kc: 384, mc: 960, nc: 672, fn: kernAVX512}
-	avx2   = kernel{name: "avx2-6x16", mr: 6, nr: 16, kc: 384, mc: 960, nc: 1024, fn: kernAVX2}
+	avx512 = kernel{name: "avx512-8x48", mr: 8, nr: 48, kc: 384, mc: 960, nc: 672, fn: kernAVX512, transpose8: transpose8}
+	avx2   = kernel{name: "avx2-6x16", mr: 6, nr: 16, kc: 384, mc: 960, nc: 1024, fn: kernAVX2, transpose8: transpose8}
 )
 
 // best returns the fastest kernel this CPU (and its operating system) can run.

@@ -140,10 +140,10 @@ func (p *problem) run(kern *kernel, ws *workspace, i0, i1, j0, j1 int) {
 			} else if beta == 0 {
 				accum = 0
 			}
-			packB(bufB, p.transB, p.b, p.ldb, pc, kb, jc, nb, nr)
+			packB(kern, bufB, p.transB, p.b, p.ldb, pc, kb, jc, nb)
 			for ic := i0; ic < i1; ic += mcMax {
 				mb := min(mcMax, i1-ic)
-				packA(bufA, p.transA, p.a, p.lda, ic, mb, pc, kb, mr)
+				packA(kern, bufA, p.transA, p.a, p.lda, ic, mb, pc, kb)
 				for ir := 0; ir < mb; ir += mr {
 					ap := &bufA[ir*kb]
 					rows := min(mr, mb-ir)
@@ -180,7 +180,8 @@ func (p *problem) run(kern *kernel, ws *workspace, i0, i1, j0, j1 int) {
 // packA copies rows [i0, i0+mb) and steps [p0, p0+kb) of op(a) into dst as
 // ⌈mb/mr⌉ micro-panels of kb×mr (mr floats per step), zero-padding the
 // last panel's missing rows.
-func packA(dst []float32, trans bool, a []float32, lda, i0, mb, p0, kb, mr int) {
+func packA(kern *kernel, dst []float32, trans bool, a []float32, lda, i0, mb, p0, kb int) {
+	mr := kern.mr
 	for q := 0; q < mb; q += mr {
 		d := dst[q*kb : (q+mr)*kb]
 		rows := min(mr, mb-q)
@@ -194,7 +195,7 @@ func packA(dst []float32, trans bool, a []float32, lda, i0, mb, p0, kb, mr int) 
 			continue
 		}
 		if rows == 8 && mr == 8 {
-			packRows8(d, a, lda, (i0+q)*lda+p0, kb)
+			packRows8(kern, d, 8, a, lda, (i0+q)*lda+p0, kb)
 			continue
 		}
 		for r := range rows {
@@ -211,9 +212,20 @@ func packA(dst []float32, trans bool, a []float32, lda, i0, mb, p0, kb, mr int) 
 	}
 }
 
-// packRows8 interleaves 8 rows of kb floats, starting at a[o] with stride
-// lda, into d (8 floats per step).
-func packRows8(d, a []float32, lda, o, kb int) {
+// packRows8 transposes 8 rows of kb floats, starting at a[o] with stride
+// lda, into d: step p's 8 floats go to d[p*ds:p*ds+8].
+func packRows8(kern *kernel, d []float32, ds int, a []float32, lda, o, kb int) {
+	_ = a[o+7*lda+kb-1] // the 8 rows lie within a
+	_ = d[ds*(kb-1)+7]  // the kb rows of 8 lie within d
+	if n := kb &^ 7; n > 0 && kern.transpose8 != nil {
+		kern.transpose8(n, &a[o], lda, &d[0], ds)
+		if n == kb {
+			return
+		}
+		o += n
+		kb -= n
+		d = d[n*ds:]
+	}
 	r0 := a[o : o+kb]
 	r1 := a[o+lda : o+lda+kb]
 	r2 := a[o+2*lda : o+2*lda+kb]
@@ -222,9 +234,9 @@ func packRows8(d, a []float32, lda, o, kb int) {
 	r5 := a[o+5*lda : o+5*lda+kb]
 	r6 := a[o+6*lda : o+6*lda+kb]
 	r7 := a[o+7*lda : o+7*lda+kb]
-	d = d[:8*kb]
+	d = d[:ds*(kb-1)+8]
 	for p := range r0 {
-		s := d[8*p : 8*p+8 : 8*p+8]
+		s := d[ds*p : ds*p+8 : ds*p+8]
 		s[0], s[1], s[2], s[3] = r0[p], r1[p], r2[p], r3[p]
 		s[4], s[5], s[6], s[7] = r4[p], r5[p], r6[p], r7[p]
 	}
@@ -233,7 +245,8 @@ func packRows8(d, a []float32, lda, o, kb int) {
 // packB copies steps [p0, p0+kb) and columns [j0, j0+nb) of op(b) into dst
 // as ⌈nb/nr⌉ micro-panels of kb×nr (nr floats per step), zero-padding the
 // last panel's missing columns.
-func packB(dst []float32, trans bool, b []float32, ldb, p0, kb, j0, nb, nr int) {
+func packB(kern *kernel, dst []float32, trans bool, b []float32, ldb, p0, kb, j0, nb int) {
+	nr := kern.nr
 	if !trans {
 		packBRows(dst, b, ldb, p0, kb, j0, nb, nr)
 		return
@@ -241,7 +254,13 @@ func packB(dst []float32, trans bool, b []float32, ldb, p0, kb, j0, nb, nr int) 
 	for q := 0; q < nb; q += nr {
 		d := dst[q*kb : (q+nr)*kb]
 		cols := min(nr, nb-q)
-		for j := range cols {
+		j := 0
+		if nr%8 == 0 {
+			for ; j+8 <= cols; j += 8 {
+				packRows8(kern, d[j:], nr, b, ldb, (j0+q+j)*ldb+p0, kb)
+			}
+		}
+		for ; j < cols; j++ {
 			o := (j0+q+j)*ldb + p0
 			for p, v := range b[o : o+kb] {
 				d[p*nr+j] = v
