@@ -42,13 +42,14 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 // GemmParallel is Gemm split over up to workers goroutines, the calling one
 // included, by blocks of whole micro-tiles of rows or columns of c (the
 // larger dimension, so that the smaller operand is the one each worker
-// packs again). Its result is bit-for-bit Gemm's for any workers: every
+// packs again, as each packs its own copy). Its result is bit-for-bit Gemm's for any workers: every
 // element of c is computed by the same sequence of operations. workers < 2,
 // or a problem too small to share, runs Gemm on the calling goroutine.
 //
 // GemmParallel returns when every goroutine it started has finished. Each
-// extra goroutine costs a small allocation (its closure); the packing
-// buffers come from the same pool as Gemm's, one set per worker.
+// goroutine it starts costs one small allocation (the go statement's
+// closure); its other state and the packing buffers, one set per worker,
+// come from pools.
 func GemmParallel(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	check(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 || n == 0 {
@@ -61,8 +62,13 @@ func GemmParallel(workers int, transA, transB bool, m, n, k int, alpha float32, 
 	kern := &active
 	tilesM := (m + kern.mr - 1) / kern.mr
 	tilesN := (n + kern.nr - 1) / kern.nr
-	// Split n unless it has fewer tiles than m (or too few for the workers).
-	splitN := tilesN >= tilesM || tilesN >= workers && tilesM < workers
+	// Each worker packs all of the operand along the dimension it does not
+	// split: split n (all workers pack a, m×k) when m ≤ n, else m (all pack
+	// b, k×n), unless that dimension has too few tiles for the workers.
+	splitN := n >= m
+	if splitN && tilesN < workers && tilesM > tilesN || !splitN && tilesM < workers && tilesN > tilesM {
+		splitN = !splitN
+	}
 	tiles := tilesM
 	if splitN {
 		tiles = tilesN
@@ -76,23 +82,46 @@ func GemmParallel(workers int, transA, transB bool, m, n, k int, alpha float32, 
 		Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	p := problem{transA, transB, k, alpha, a, lda, b, ldb, beta, c, ldc}
-	var wg sync.WaitGroup
-	for w := range workers {
-		t0, t1 := tiles*w/workers, tiles*(w+1)/workers
-		i0, i1, j0, j1 := 0, m, 0, n
-		if splitN {
-			j0, j1 = t0*kern.nr, min(t1*kern.nr, n)
-		} else {
-			i0, i1 = t0*kern.mr, min(t1*kern.mr, m)
-		}
-		if w == workers-1 {
-			p.runPooled(kern, i0, i1, j0, j1)
-			break
-		}
-		wg.Go(func() { p.runPooled(kern, i0, i1, j0, j1) })
+	j := jobPool.Get().(*job)
+	j.p = problem{transA, transB, k, alpha, a, lda, b, ldb, beta, c, ldc}
+	j.kern, j.m, j.n, j.tiles, j.workers, j.splitN = kern, m, n, tiles, workers, splitN
+	j.wg.Add(workers - 1)
+	for w := 1; w < workers; w++ {
+		go j.work(w)
 	}
-	wg.Wait()
+	j.work(0)
+	j.wg.Wait()
+	j.p = problem{} // drop the references to the caller's slices
+	jobPool.Put(j)
+}
+
+// job is one GemmParallel call shared by its workers.
+type job struct {
+	p              problem
+	kern           *kernel
+	m, n           int
+	tiles, workers int
+	splitN         bool
+	wg             sync.WaitGroup // the goroutines started
+}
+
+var jobPool = sync.Pool{New: func() any { return new(job) }}
+
+// work runs worker w's share: a contiguous run of whole tiles.
+func (j *job) work(w int) {
+	t0, t1 := j.tiles*w/j.workers, j.tiles*(w+1)/j.workers
+	i0, i1, j0, j1 := 0, j.m, 0, j.n
+	if j.splitN {
+		j0, j1 = t0*j.kern.nr, min(t1*j.kern.nr, j.n)
+	} else {
+		i0, i1 = t0*j.kern.mr, min(t1*j.kern.mr, j.m)
+	}
+	ws := getWorkspace()
+	j.p.run(j.kern, ws, i0, i1, j0, j1)
+	wsPool.Put(ws)
+	if w > 0 {
+		j.wg.Done()
+	}
 }
 
 // problem holds the arguments of one call, checked.
@@ -107,12 +136,6 @@ type problem struct {
 	beta           float32
 	c              []float32
 	ldc            int
-}
-
-func (p *problem) runPooled(kern *kernel, i0, i1, j0, j1 int) {
-	ws := getWorkspace()
-	p.run(kern, ws, i0, i1, j0, j1)
-	wsPool.Put(ws)
 }
 
 // run computes rows [i0, i1) × columns [j0, j1) of c: Goto's loops. For each

@@ -294,3 +294,15 @@ func FuzzGemm(f *testing.F) {
 		}
 	})
 }
+
+func TestGemmParallelAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	o := newOperands(rng, false, false, 64, 2000, 64, 0)
+	f := func() { GemmParallel(2, false, false, 64, 2000, 64, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc) }
+	f()
+	n := testing.AllocsPerRun(20, f)
+	t.Logf("GemmParallel(2) allocates %v times per call", n)
+	if n > 1 {
+		t.Errorf("GemmParallel(2) allocates %v times per call, want at most 1", n)
+	}
+}
