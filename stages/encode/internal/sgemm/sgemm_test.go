@@ -270,6 +270,9 @@ func TestGemmParallelIdentical(t *testing.T) {
 }
 
 func TestGemmAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
 	rng := rand.New(rand.NewPCG(9, 10))
 	o := newOperands(rng, false, true, 70, 130, 400, 0)
 	f := func() { Gemm(false, true, 70, 130, 400, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc) }
@@ -296,6 +299,9 @@ func FuzzGemm(f *testing.F) {
 }
 
 func TestGemmParallelAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
 	rng := rand.New(rand.NewPCG(9, 10))
 	o := newOperands(rng, false, false, 64, 2000, 64, 0)
 	f := func() { GemmParallel(2, false, false, 64, 2000, 64, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc) }
