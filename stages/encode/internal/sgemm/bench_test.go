@@ -86,3 +86,30 @@ func BenchmarkGemm(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkKernels compares the kernels this CPU can run on square-512, on
+// one goroutine.
+func BenchmarkKernels(b *testing.B) {
+	const n = 512
+	rng := rand.New(rand.NewPCG(2, 2))
+	o := newOperands(rng, false, false, n, n, n, 0)
+	for _, kern := range kernels() {
+		b.Run(kern.name, func(b *testing.B) {
+			useKernel(b, kern)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			f := func() { Gemm(false, false, n, n, n, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc) }
+			f()
+			t0, ok := cpuTime(true)
+			for b.Loop() {
+				f()
+			}
+			t1, _ := cpuTime(true)
+			flops := 2 * float64(n*n*n) * float64(b.N)
+			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			if ok {
+				b.ReportMetric(flops/(t1-t0).Seconds()/1e9, "cpuGFLOP/s")
+			}
+		})
+	}
+}

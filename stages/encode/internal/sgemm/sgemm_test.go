@@ -30,7 +30,7 @@ func newOperands(rng *rand.Rand, transA, transB bool, m, n, k, pad int) operands
 	if transB {
 		rb, cb = n, k
 	}
-	o := operands{lda: ca + pad, ldb: cb + pad, ldc: n + pad}
+	o := operands{lda: max(1, ca+pad), ldb: max(1, cb+pad), ldc: max(1, n+pad)}
 	o.a = randSlice(rng, max(0, (ra-1)*o.lda+ca))
 	o.b = randSlice(rng, max(0, (rb-1)*o.ldb+cb))
 	o.c = randSlice(rng, max(0, (m-1)*o.ldc+n))
