@@ -3,7 +3,7 @@ package sgemm_test
 import (
 	"fmt"
 
-	"github.com/contrastream/contrastream/stages/encode/internal/sgemm"
+	"github.com/contrastream/contrastream/stages/internal/sgemm"
 )
 
 func ExampleGemm() {

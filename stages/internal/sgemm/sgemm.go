@@ -409,3 +409,8 @@ func check(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, 
 		panic("blas: insufficient length of c")
 	}
 }
+
+// Kernel names the micro-kernel this process uses: "avx512-8x48",
+// "avx2-6x16" or "go4x4", chosen once at start-up from the CPU's features
+// (and the purego build tag).
+func Kernel() string { return active.name }
