@@ -18,7 +18,14 @@ func randn(r *rand.Rand, n int) []float64 {
 // fdCheck compares grad with central differences of f at x, in float64.
 func fdCheck(t *testing.T, name string, x, grad []float64, f func() float64) {
 	t.Helper()
-	const h = 1e-6
+	fdCheckTol(t, name, x, grad, f, 1e-6, 1e-6)
+}
+
+// fdCheckTol is fdCheck with step h and tolerance tol, for a loss that
+// rounds through float32: its noise (about 1e-7 of the loss) over 2h must
+// stay well under tol.
+func fdCheckTol(t *testing.T, name string, x, grad []float64, f func() float64, h, tol float64) {
+	t.Helper()
 	var maxG, maxD float64
 	for i := range x {
 		orig := x[i]
@@ -33,7 +40,7 @@ func fdCheck(t *testing.T, name string, x, grad []float64, f func() float64) {
 	}
 	rel := maxD / maxG
 	t.Logf("%s: max |analytic − finite difference| / max |analytic| = %.3g", name, rel)
-	if !(rel < 1e-6) {
+	if !(rel < tol) {
 		t.Errorf("%s: gradient off by %.3g relative", name, rel)
 	}
 }
@@ -127,7 +134,8 @@ func TestGradCheckInfoNCE(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The loss from its definition, with the float32 queue as compute sees it.
+	// The loss from its definition, with the float32 queue as compute sees
+	// it; compute takes the cosines with the queue in float32.
 	var want float64
 	for i := range n {
 		qi := q[i*d : (i+1)*d]
@@ -150,11 +158,11 @@ func TestGradCheckInfoNCE(t *testing.T) {
 		want += -math.Log(math.Exp(pos) / den)
 	}
 	want /= n
-	if math.Abs(st.loss-want) > 1e-12*want {
+	if math.Abs(st.loss-want) > 1e-6*want {
 		t.Errorf("loss %.15g, naive %.15g", st.loss, want)
 	}
 	scratch := make([]float64, n*d)
-	fdCheck(t, "infonce q", q, gq, func() float64 { st, _ := s.compute(q, k, n, d, temp, scratch); return st.loss })
+	fdCheckTol(t, "infonce q", q, gq, func() float64 { st, _ := s.compute(q, k, n, d, temp, scratch); return st.loss }, 1e-3, 2e-3)
 }
 
 // An anchor whose group has no other member is left out of the mean and

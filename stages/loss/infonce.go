@@ -3,6 +3,8 @@ package loss
 import (
 	"fmt"
 	"math"
+
+	"github.com/contrastream/contrastream/stages/internal/sgemm"
 )
 
 // InfoNCEConfig configures InfoNCE. Its zero value is MoCo v2's T = 0.2.
@@ -43,10 +45,11 @@ func (c InfoNCEConfig) Validate() error {
 // rows are normalised again here, which changes nothing for unit rows).
 //
 // Cost per call for n queries of size d and a queue of K: about 2·n·K·d
-// multiply-adds and n·K exponentials, split over Workers goroutines (for
-// n = 256, d = 128, K = 4096 on this project's 2-core machine: 80 ms on
-// one, 42 ms on two), and float64 scratch of 2·K·d + 4·(K+1) per worker
-// + 6·n·d values kept between calls (8.4 MB there). Not safe for
+// multiply-adds, on the float32 SGEMM kernel, and n·K exponentials, split
+// over Workers goroutines (for n = 256, d = 128, K = 4096: 44 ms on one
+// core of this project's machine while other work loaded it, against 227
+// ms for the float64 dot products it replaced; BenchmarkInfoNCE), and
+// scratch of about 3·K·d + n·K values kept between calls. Not safe for
 // concurrent use.
 type InfoNCE struct {
 	t float64
@@ -99,16 +102,19 @@ func (l *InfoNCE) Compute(in Inputs, out *Outputs) error {
 	return nil
 }
 
-// infonce is InfoNCE's float64 core and scratch.
+// infonce is InfoNCE's core and scratch.
 //
 //	l_i0 = q̂_i·k̂_i / T,  l_ij = q̂_i·û_j / T,  p_i = softmax(l_i)
 //	L    = (1/n) Σ_i (logsumexp(l_i) − l_i0)
 //	dL/dq̂_i = ((p_i0 − 1) k̂_i + Σ_j p_ij û_j) / (n T)
 //
-// Each worker takes queries four at a time: their logits (a 4×(K+1)
-// block of its own) and then their gradient, as dot products with the rows
-// of Ûᵀ. Per-query terms are summed afterwards in query order, so the
-// result does not depend on the number of workers.
+// The two products with the queue, the cosines q̂·Ûᵀ and the gradient
+// P·Û (2·n·K·d multiply-adds, almost all the work), run on the float32
+// SGEMM kernel of stages/internal/sgemm; everything else (norms, the
+// positives, softmax, logsumexp, sums) in float64. Each worker takes a
+// range of queries. Per-query terms are summed afterwards in query order,
+// and the kernel computes each element the same way whatever the range,
+// so the result does not depend on the number of workers.
 type infonce struct {
 	team team
 
@@ -122,31 +128,29 @@ type infonce struct {
 	qv, kv, gqv        []float64 // float32 inputs widened, and the gradient
 	qh, kh, gqh        []float64
 	nq, nk             []float64
-	uh, uhT, unrm      []float64 // the normalised queue and its transpose
-	blk                [][]float64
+	uh                 []float64 // the normalised queue, kq×d
+	unrm               []float64
+	qh32, uh32, g32    []float32 // q̂, Û and Σ_j p_ij û_j in float32
+	lg                 []float32 // n×kq: cosines, then p_ij/(nT)
+	c0                 []float64 // per query: (p_i0 − 1)/(nT)
 	lq, pos, neg, top1 []float64 // per query
 }
 
 const (
 	phaseQueue = iota
-	phaseTranspose
 	phaseQuery
 )
 
-// setQueue widens and normalises the queue (kq×d) and stores it with its
-// transpose.
+// setQueue normalises the queue (kq×d) and keeps it in float64 and float32.
 func (s *infonce) setQueue(queue []float32, kq, d int) error {
 	if s.team.r == nil {
 		s.team.r = s
 	}
 	s.queue, s.kq, s.d = queue, kq, d
 	s.uh = grow(s.uh, kq*d)
-	s.uhT = grow(s.uhT, kq*d)
+	s.uh32 = grow(s.uh32, kq*d)
 	s.unrm = grow(s.unrm, kq)
-	if err := s.team.run(phaseQueue, kq); err != nil {
-		return err
-	}
-	return s.team.run(phaseTranspose, d)
+	return s.team.run(phaseQueue, kq)
 }
 
 // compute evaluates the loss of n raw queries q and keys k (n×d) against
@@ -159,18 +163,19 @@ func (s *infonce) compute(q, k []float64, n, d int, t float64, gq []float64) (st
 	s.qh = grow(s.qh, n*d)
 	s.kh = grow(s.kh, n*d)
 	s.gqh = grow(s.gqh, n*d)
+	s.qh32 = grow(s.qh32, n*d)
+	s.g32 = grow(s.g32, n*d)
+	s.lg = grow(s.lg, n*s.kq)
+	s.c0 = grow(s.c0, n)
 	s.nq = grow(s.nq, n)
 	s.nk = grow(s.nk, n)
 	s.lq = grow(s.lq, n)
 	s.pos = grow(s.pos, n)
 	s.neg = grow(s.neg, n)
 	s.top1 = grow(s.top1, n)
-	s.blk = grow(s.blk, max(1, s.team.workers))
-	for w := range s.blk {
-		s.blk[w] = grow(s.blk[w], 4*(s.kq+1))
-	}
 	normalize(s.qh, s.nq, q, n, d)
 	normalize(s.kh, s.nk, k, n, d)
+	toFloat32(s.qh32, s.qh[:n*d])
 	if err := s.team.run(phaseQuery, n); err != nil {
 		return stats{}, err
 	}
@@ -190,64 +195,62 @@ func (s *infonce) compute(q, k []float64, n, d int, t float64, gq []float64) (st
 }
 
 // phase implements phaser.
-func (s *infonce) phase(ph, w, lo, hi int) {
+func (s *infonce) phase(ph, _, lo, hi int) {
 	d, kq := s.d, s.kq
 	switch ph {
 	case phaseQueue:
 		toFloat64(s.uh[lo*d:hi*d], s.queue[lo*d:hi*d])
 		normalize(s.uh[lo*d:], s.unrm[lo:], s.uh[lo*d:], hi-lo, d)
-	case phaseTranspose:
-		transposeRows(s.uhT, s.uh, kq, d, lo, hi)
+		toFloat32(s.uh32[lo*d:hi*d], s.uh[lo*d:hi*d])
 	case phaseQuery:
-		for i0 := lo; i0 < hi; i0 += 4 {
-			s.queries(s.blk[w], i0, min(4, hi-i0))
+		if hi <= lo {
+			return
 		}
-		normalizeBackward(s.gq[lo*d:], s.gqh[lo*d:], s.qh[lo*d:], s.nq[lo:], hi-lo, d, 1)
+		m := hi - lo
+		sgemm.Gemm(false, true, m, kq, d, 1, s.qh32[lo*d:], d, s.uh32, d, 0, s.lg[lo*kq:], kq)
+		for i := lo; i < hi; i++ {
+			s.query(i)
+		}
+		sgemm.Gemm(false, false, m, d, kq, 1, s.lg[lo*kq:], kq, s.uh32, d, 0, s.g32[lo*d:], d)
+		for i := lo; i < hi; i++ {
+			g, kr, c := s.gqh[i*d:(i+1)*d], s.kh[i*d:(i+1)*d], s.c0[i]
+			for j, v := range s.g32[i*d : (i+1)*d] {
+				g[j] = float64(v) + c*kr[j]
+			}
+		}
+		normalizeBackward(s.gq[lo*d:], s.gqh[lo*d:], s.qh[lo*d:], s.nq[lo:], m, d, 1)
 	}
 }
 
-// queries computes the terms and dL/dq̂ of queries i0…i0+rows−1 in blk.
-func (s *infonce) queries(blk []float64, i0, rows int) {
-	d, kq, qh, kh, gqh := s.d, s.kq, s.qh, s.kh, s.gqh
-	w := kq + 1
+// query turns query i's cosines with the queue (row i of lg) into its
+// loss term and figures, and the row into p_ij/(nT); c0[i] gets the
+// positive's (p_i0 − 1)/(nT).
+func (s *infonce) query(i int) {
+	d, kq := s.d, s.kq
 	invT := 1 / s.t
 	scale := invT / float64(s.n)
-	gemmT(blk[1:], w, qh[i0*d:], d, rows, s.uh, d, kq, d)
-	for r := range rows {
-		i := i0 + r
-		row := blk[r*w : (r+1)*w]
-		row[0] = dot(qh[i*d:(i+1)*d], kh[i*d:(i+1)*d])
-		mx, neg := row[0], 0.0
-		for _, c := range row[1:] {
-			neg += c
-			mx = max(mx, c)
-		}
-		s.pos[i], s.neg[i], s.top1[i] = row[0], neg, 0
-		if row[0] >= mx {
-			s.top1[i] = 1
-		}
-		pos := row[0]
-		var sum float64
-		for j, c := range row {
-			e := math.Exp((c - mx) * invT)
-			row[j] = e
-			sum += e
-		}
-		s.lq[i] = (mx-pos)*invT + math.Log(sum)
-		is := scale / sum
-		for j, e := range row {
-			row[j] = e * is
-		}
-		row[0] -= scale
+	row := s.lg[i*kq : (i+1)*kq]
+	pos := dot(s.qh[i*d:(i+1)*d], s.kh[i*d:(i+1)*d])
+	mx, neg := pos, 0.0
+	for _, c := range row {
+		neg += float64(c)
+		mx = max(mx, float64(c))
 	}
-	// Σ_j p_ij û_j, then the positive's term.
-	gemmT(gqh[i0*d:], d, blk[1:], w, rows, s.uhT, kq, d, kq)
-	for r := range rows {
-		i := i0 + r
-		c := blk[r*w]
-		g, kr := gqh[i*d:(i+1)*d], kh[i*d:(i+1)*d]
-		for j, v := range kr {
-			g[j] += c * v
-		}
+	s.pos[i], s.neg[i], s.top1[i] = pos, neg, 0
+	if pos >= mx {
+		s.top1[i] = 1
 	}
+	e0 := math.Exp((pos - mx) * invT)
+	sum := e0
+	for j, c := range row {
+		e := math.Exp((float64(c) - mx) * invT)
+		row[j] = float32(e)
+		sum += e
+	}
+	s.lq[i] = (mx-pos)*invT + math.Log(sum)
+	is := scale / sum
+	for j, e := range row {
+		row[j] = float32(float64(e) * is)
+	}
+	s.c0[i] = e0*is - scale
 }
