@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
+	"runtime/pprof"
 
 	"github.com/contrastream/contrastream/flows"
 	"github.com/contrastream/contrastream/pipeline"
@@ -23,6 +26,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	mode := fs.String("mode", "both", "`step` (the training step alone, on a repeated batch), flow (the whole flow, data included) or both")
 	asJSON := fs.Bool("json", false, "print one JSON object per mode instead of tables")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to `file`")
+	memProfile := fs.String("memprofile", "", "write an allocation profile to `file` at the end (go tool pprof -sample_index=alloc_space)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -52,6 +56,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		defer stop()
+	}
+	if *memProfile != "" {
+		defer writeMemProfile(*memProfile, stderr)
 	}
 	for _, stepOnly := range modes {
 		spec, err := flows.Load(*flow, sets)
@@ -121,4 +128,14 @@ func writeBenchJSON(w io.Writer, r flows.BenchResult) error {
 		"flow_samples_per_s": r.FlowSamplesPerSec(), "wall_s": r.Wall.Seconds(),
 		"alloc_mb_per_step": r.AllocPerStep() / 1e6, "peak_rss_mb": float64(r.PeakRSS) / (1 << 20), "stages": st,
 	})
+}
+
+func writeMemProfile(path string, stderr io.Writer) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "contrastream bench: memory profile: %v\n", err)
+	}
 }
