@@ -20,15 +20,32 @@ type kernel struct {
 	nc     int // most columns of b per packed block (L2), a multiple of nr
 	fn     kernelFunc
 
+	// w is the width of the kernels' vectors: an edge panel of b with
+	// cols < nr columns is packed roundUp(cols, w) wide. w divides nr.
+	w int
+	// edge, if not nil, holds the kernels for the edge tiles: edge[r-1][v-1]
+	// computes an r×v·w tile (r ≤ mr, v·w ≤ nr) from the same packed
+	// panels, each element by the same operations as fn, so that an edge
+	// costs work in proportion to its size. Without it, edge tiles run fn
+	// on a full tile copied out and back.
+	edge [][]kernelFunc
+
 	// transpose8, if not nil, is packRows8's fast path: it transposes 8
 	// rows of n floats (n a multiple of 8) at src, stride lds, into n rows
 	// of 8 floats at dst, stride ldd. Bounds are the caller's to check.
 	transpose8 func(n int, src *float32, lds int, dst *float32, ldd int)
+	// gather8, if not nil, is packA's fast path for a transposed and mr =
+	// 8: it copies n rows of 8 floats at src, stride lds, to dst, packed.
+	gather8 func(n int, src *float32, lds int, dst *float32)
 }
 
 // generic is the pure-Go kernel: the only one on other architectures and
 // on amd64 CPUs without AVX2 and FMA.
-var generic = kernel{name: "go4x4", mr: 4, nr: 4, kc: 256, mc: 256, nc: 512, fn: kernGo4x4}
+var generic = kernel{name: "go4x4", mr: 4, nr: 4, w: 4, kc: 256, mc: 256, nc: 512, fn: kernGo4x4}
+
+// panelWidth returns the width of b's packed micro-panel that holds cols ≤
+// nr columns, roundUp(cols, w): nr for a full one.
+func (kern *kernel) panelWidth(cols int) int { return roundUp(cols, kern.w) }
 
 // active is the kernel Gemm uses. It is chosen once, at init, from the
 // CPU's features; tests replace it to check the others.

@@ -80,3 +80,28 @@ loop:
 done:
 	VZEROUPPER
 	RET
+
+// func gather8(n int, src *float32, lds int, dst *float32)
+//
+// Copies n rows of 8 floats, row p at src+p·lds, to dst+8p, contiguous
+// (AVX).
+TEXT ·gather8(SB), NOSPLIT, $0-32
+	MOVQ  n+0(FP), CX
+	MOVQ  src+8(FP), SI
+	MOVQ  lds+16(FP), AX
+	MOVQ  dst+24(FP), DI
+	SHLQ  $2, AX
+	TESTQ CX, CX
+	JZ    gdone
+
+gloop:
+	VMOVUPS (SI), Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    AX, SI
+	ADDQ    $32, DI
+	DECQ    CX
+	JNZ     gloop
+
+gdone:
+	VZEROUPPER
+	RET

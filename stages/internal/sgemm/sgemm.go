@@ -179,16 +179,28 @@ func (p *problem) run(kern *kernel, ws *workspace, i0, i1, j0, j1 int) {
 							fn(kb, ap, bp, &c[ci+jr], ldc, p.alpha, beta, accum)
 							continue
 						}
-						// An edge tile: the same kernel on a full tile
-						// copied out and back, so the arithmetic is the
-						// same as anywhere else.
+						// An edge tile. With edge kernels, the one for
+						// rows × pw, pw the packed panel's width; else
+						// the full one. Both compute each element as fn
+						// does.
+						ef, er, ec := fn, mr, nr
+						if kern.edge != nil {
+							ec = kern.panelWidth(cols)
+							ef, er = kern.edge[rows-1][ec/kern.w-1], rows
+						}
+						if rows == er && cols == ec {
+							ef(kb, ap, bp, &c[ci+jr], ldc, p.alpha, beta, accum)
+							continue
+						}
+						// Columns the kernel would write that c lacks:
+						// run it on a tile copied out and back.
 						if accum != 0 {
 							for r := range rows {
 								o := ci + r*ldc + jr
 								copy(tile[r*nr:r*nr+cols], c[o:o+cols])
 							}
 						}
-						fn(kb, ap, bp, &tile[0], nr, p.alpha, beta, accum)
+						ef(kb, ap, bp, &tile[0], nr, p.alpha, beta, accum)
 						for r := range rows {
 							o := ci + r*ldc + jr
 							copy(c[o:o+cols], tile[r*nr:r*nr+cols])
@@ -209,6 +221,16 @@ func packA(kern *kernel, dst []float32, trans bool, a []float32, lda, i0, mb, p0
 		d := dst[q*kb : (q+mr)*kb]
 		rows := min(mr, mb-q)
 		if trans { // op(a)[i][p] = a[p*lda+i]: each step is contiguous.
+			// Panel by panel: its stores are sequential, where a's
+			// row order would scatter them kb·mr floats apart, often
+			// 4 KiB (cache-set conflicts).
+			if rows == 8 && mr == 8 && kern.gather8 != nil {
+				o := p0*lda + i0 + q
+				_ = a[o+(kb-1)*lda+7] // the kb rows of 8 lie within a
+				_ = d[8*kb-1]
+				kern.gather8(kb, &a[o], lda, &d[0])
+				continue
+			}
 			for p := range kb {
 				o := (p0+p)*lda + i0 + q
 				dp := d[p*mr : p*mr+mr]
@@ -266,32 +288,33 @@ func packRows8(kern *kernel, d []float32, ds int, a []float32, lda, o, kb int) {
 }
 
 // packB copies steps [p0, p0+kb) and columns [j0, j0+nb) of op(b) into dst
-// as ⌈nb/nr⌉ micro-panels of kb×nr (nr floats per step), zero-padding the
-// last panel's missing columns.
+// as ⌈nb/nr⌉ micro-panels, kb×nr (nr floats per step) but for the last,
+// which is kb×pw, pw = kern.panelWidth(its columns), zero-padded.
 func packB(kern *kernel, dst []float32, trans bool, b []float32, ldb, p0, kb, j0, nb int) {
 	nr := kern.nr
 	if !trans {
-		packBRows(dst, b, ldb, p0, kb, j0, nb, nr)
+		packBRows(dst, b, ldb, p0, kb, j0, nb, nr, kern.panelWidth(nb%nr))
 		return
 	}
 	for q := 0; q < nb; q += nr {
-		d := dst[q*kb : (q+nr)*kb]
 		cols := min(nr, nb-q)
+		pw := kern.panelWidth(cols)
+		d := dst[q*kb : q*kb+pw*kb]
 		j := 0
-		if nr%8 == 0 {
+		if pw%8 == 0 {
 			for ; j+8 <= cols; j += 8 {
-				packRows8(kern, d[j:], nr, b, ldb, (j0+q+j)*ldb+p0, kb)
+				packRows8(kern, d[j:], pw, b, ldb, (j0+q+j)*ldb+p0, kb)
 			}
 		}
 		for ; j < cols; j++ {
 			o := (j0+q+j)*ldb + p0
 			for p, v := range b[o : o+kb] {
-				d[p*nr+j] = v
+				d[p*pw+j] = v
 			}
 		}
-		for j := cols; j < nr; j++ {
+		for j := cols; j < pw; j++ {
 			for p := range kb {
-				d[p*nr+j] = 0
+				d[p*pw+j] = 0
 			}
 		}
 	}
@@ -299,10 +322,10 @@ func packB(kern *kernel, dst []float32, trans bool, b []float32, ldb, p0, kb, j0
 
 // packBRows is packB for b not transposed, where each step of k is a
 // contiguous row of b: it reads b row by row, the order the hardware
-// prefetchers follow, and scatters each row over the micro-panels.
-func packBRows(dst []float32, b []float32, ldb, p0, kb, j0, nb, nr int) {
+// prefetchers follow, and scatters each row over the micro-panels; the
+// last panel, if partial, is pw wide.
+func packBRows(dst []float32, b []float32, ldb, p0, kb, j0, nb, nr, pw int) {
 	full := nb / nr * nr
-	stride := kb * nr // from one micro-panel to the next
 	for p := range kb {
 		row := b[(p0+p)*ldb+j0 : (p0+p)*ldb+j0+nb]
 		d := dst[p*nr:]
@@ -322,7 +345,7 @@ func packBRows(dst []float32, b []float32, ldb, p0, kb, j0, nb, nr int) {
 			}
 		}
 		if q < nb {
-			dp := d[q/nr*stride : q/nr*stride+nr]
+			dp := dst[full*kb+p*pw : full*kb+p*pw+pw]
 			copy(dp, row[q:])
 			clear(dp[nb-q:])
 		}

@@ -312,3 +312,54 @@ func TestGemmParallelAllocs(t *testing.T) {
 		t.Errorf("GemmParallel(2) allocates %v times per call, want at most 1", n)
 	}
 }
+
+// TestGemmEdgeIdentical checks that an element's value does not depend on
+// the shape of c, so on whether a full tile, an edge kernel or a copied
+// tile computed it: c's top-left m×n corner, computed alone, is bit for bit
+// that of a larger product (whole tiles) with the same operands.
+func TestGemmEdgeIdentical(t *testing.T) {
+	nan := float32(math.NaN())
+	for _, kern := range kernels() {
+		t.Run(kern.name, func(t *testing.T) {
+			useKernel(t, kern)
+			rng := rand.New(rand.NewPCG(12, 13))
+			bigM, bigN := roundUp(60, kern.mr), roundUp(200, kern.nr)
+			ms := []int{1, 2, 3, 5, 7, 49, bigM - 1}
+			ns := []int{1, 4, 17, 33, 49, 196, bigN - 1}
+			ks := []int{9, 64, kern.kc + 5}
+			if testing.Short() {
+				ms, ns, ks = []int{3, 49}, []int{1, 17, 49, 196}, []int{9, kern.kc + 5}
+			}
+			for _, k := range ks {
+				for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
+					for _, sc := range [][2]float32{{1, 0}, {-0.75, 1.5}} {
+						tA, tB, alpha, beta := tr[0], tr[1], sc[0], sc[1]
+						o := newOperands(rng, tA, tB, bigM, bigN, k, 1)
+						if beta == 0 {
+							for i := range o.c {
+								o.c[i] = nan
+							}
+						}
+						want := append([]float32(nil), o.c...)
+						Gemm(tA, tB, bigM, bigN, k, alpha, o.a, o.lda, o.b, o.ldb, beta, want, o.ldc)
+						for _, m := range ms {
+							for _, n := range ns {
+								got := append([]float32(nil), o.c...)
+								Gemm(tA, tB, m, n, k, alpha, o.a, o.lda, o.b, o.ldb, beta, got, o.ldc)
+								for i := range m {
+									for j := range n {
+										x, y := got[i*o.ldc+j], want[i*o.ldc+j]
+										if math.Float32bits(x) != math.Float32bits(y) {
+											t.Fatalf("tA=%v,tB=%v,k=%d,alpha=%g,beta=%g: c[%d][%d] = %g for m×n = %d×%d, %g for %d×%d",
+												tA, tB, k, alpha, beta, i, j, x, m, n, y, bigM, bigN)
+										}
+									}
+								}
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
