@@ -26,6 +26,8 @@ func commands() []command {
 		{"preview", "[--data SRC] [--out FILE.png] [--n N]", "write a PNG grid of images beside their two augmented views", runPreview},
 		{"flows", "[NAME]", "list the prebuilt flows, or print one's YAML", runFlows},
 		{"eval", "knn --checkpoint DIR | --random-init FLOW", "judge a frozen encoder: weighted kNN accuracy (train split as memory, test split as queries)", runEval},
+		{"embed", "--checkpoint DIR [--data SRC] --out FILE.parquet", "write every sample's embedding (raw backbone features) to a Parquet file", runEmbed},
+		{"neighbors", "--embeddings FILE.parquet (--index I | --query FILE.parquet) [--k 10]", "print the nearest rows of an embedding file by cosine similarity", runNeighbors},
 	}
 }
 
