@@ -228,7 +228,7 @@ func TestReadEmbeddingsBadFiles(t *testing.T) {
 		name string
 		cols []col
 		typ  arrow.DataType // of the last column when not the array's
-		want string        // in the error; "" for a good file
+		want string         // in the error; "" for a good file
 	}{
 		{"list of float32 is fine", []col{{"index", ints(0, 1)}, {"embedding", varOK}}, varOKT, ""},
 		{"no embedding", []col{{"index", ints(0, 1)}, {"label", ints(0, 1)}}, nil, `no column "embedding"`},
