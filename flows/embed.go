@@ -221,7 +221,7 @@ func TrainData(spec *pipeline.Spec) sources.Config {
 }
 
 // TestData guesses the test split of spec's dataset: builtin:test for
-// builtin:train, and for a dataset with one path whose file name says
+// the built-in data, and for a dataset with one path whose file name says
 // "train", the same path with "test" in its place when that exists
 // ("data/train-*.parquet" → "data/test-*.parquet"). ok is false when
 // there is no such guess.
@@ -230,7 +230,7 @@ func TestData(spec *pipeline.Spec) (cfg sources.Config, ok bool) {
 	if len(c.Paths) > 0 {
 		return c, false
 	}
-	if c.Path == BuiltinTrain {
+	if IsBuiltin(c.Path) {
 		c.Path = BuiltinTest
 		return c, true
 	}
