@@ -176,7 +176,7 @@ func TestReadEmbeddingsBadFiles(t *testing.T) {
 		return b.NewArray()
 	}
 	// list builds a list<elem> column of rows (nil: a null row).
-	list := func(fixed int, rows ...[]float64) (arrow.Array, arrow.DataType) {
+	list := func(fixed int, rows ...[]float64) (arrow.Array, arrow.DataType) { // the column and its type
 		var b interface {
 			array.Builder
 			ValueBuilder() array.Builder
@@ -219,28 +219,27 @@ func TestReadEmbeddingsBadFiles(t *testing.T) {
 		name string
 		a    arrow.Array
 	}
-	fixed, fixedT := list(2, []float64{1, 2}, []float64{3, 4})
-	ragged, raggedT := list(0, []float64{1, 2}, []float64{3})
-	nullRow, nullRowT := list(2, []float64{1, 2}, nil)
-	nan, nanT := list(2, []float64{1, 2}, []float64{math.NaN(), 4})
-	varOK, varOKT := list(0, []float64{1, 2}, []float64{3, 4})
+	fixed, _ := list(2, []float64{1, 2}, []float64{3, 4})
+	ragged, _ := list(0, []float64{1, 2}, []float64{3})
+	nullRow, _ := list(2, []float64{1, 2}, nil)
+	nan, _ := list(2, []float64{1, 2}, []float64{math.NaN(), 4})
+	varOK, _ := list(0, []float64{1, 2}, []float64{3, 4})
 	for _, tc := range []struct {
 		name string
 		cols []col
-		typ  arrow.DataType // of the last column when not the array's
-		want string         // in the error; "" for a good file
+		want string // in the error; "" for a good file
 	}{
-		{"list of float32 is fine", []col{{"index", ints(0, 1)}, {"embedding", varOK}}, varOKT, ""},
-		{"no embedding", []col{{"index", ints(0, 1)}, {"label", ints(0, 1)}}, nil, `no column "embedding"`},
-		{"no index", []col{{"embedding", fixed}}, fixedT, `no column "index"`},
-		{"index of strings", []col{{"index", strs("a", "b")}, {"embedding", fixed}}, fixedT, `column "index": is utf8; want int64`},
-		{"label of strings", []col{{"index", ints(0, 1)}, {"label", strs("a", "b")}, {"embedding", fixed}}, fixedT, `column "label": is utf8`},
-		{"path of ints", []col{{"index", ints(0, 1)}, {"path", ints(0, 1)}, {"embedding", fixed}}, fixedT, `column "path": is int64; want string`},
-		{"embedding of ints", []col{{"index", ints(0, 1)}, {"embedding", intList}}, nil, `column "embedding": is int32; want fixed_size_list<float32>[D]`},
-		{"ragged lists", []col{{"index", ints(0, 1)}, {"embedding", ragged}}, raggedT, `column "embedding": row 1 has 1 values; earlier rows have 2`},
-		{"null vector", []col{{"index", ints(0, 1)}, {"embedding", nullRow}}, nullRowT, `column "embedding": row 1 is null`},
-		{"NaN", []col{{"index", ints(0, 1)}, {"embedding", nan}}, nanT, `column "embedding": row 1: value 0 is NaN`},
-		{"negative label", []col{{"index", ints(0, 1)}, {"label", ints(0, -3)}, {"embedding", fixed}}, fixedT, `column "label": row 1 is -3`},
+		{"list of float32 is fine", []col{{"index", ints(0, 1)}, {"embedding", varOK}}, ""},
+		{"no embedding", []col{{"index", ints(0, 1)}, {"label", ints(0, 1)}}, `no column "embedding"`},
+		{"no index", []col{{"embedding", fixed}}, `no column "index"`},
+		{"index of strings", []col{{"index", strs("a", "b")}, {"embedding", fixed}}, `column "index": is utf8; want int64`},
+		{"label of strings", []col{{"index", ints(0, 1)}, {"label", strs("a", "b")}, {"embedding", fixed}}, `column "label": is utf8`},
+		{"path of ints", []col{{"index", ints(0, 1)}, {"path", ints(0, 1)}, {"embedding", fixed}}, `column "path": is int64; want string`},
+		{"embedding of ints", []col{{"index", ints(0, 1)}, {"embedding", intList}}, `column "embedding": is int32; want fixed_size_list<float32>[D]`},
+		{"ragged lists", []col{{"index", ints(0, 1)}, {"embedding", ragged}}, `column "embedding": row 1 has 1 values; earlier rows have 2`},
+		{"null vector", []col{{"index", ints(0, 1)}, {"embedding", nullRow}}, `column "embedding": row 1 is null`},
+		{"NaN", []col{{"index", ints(0, 1)}, {"embedding", nan}}, `column "embedding": row 1: value 0 is NaN`},
+		{"negative label", []col{{"index", ints(0, 1)}, {"label", ints(0, -3)}, {"embedding", fixed}}, `column "label": row 1 is -3`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "bad.parquet")

@@ -140,12 +140,17 @@ func runNeighbors(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err != nil {
 			return err
 		}
+		if mem.Info.Kind != "" && qe.Info.Kind != "" && mem.Info.Kind != qe.Info.Kind {
+			return fmt.Errorf("embeddings %s: holds %s vectors, and %s holds %s: they are not comparable (embed both with, or both without, --projection)",
+				*query, qe.Info.Kind, *file, mem.Info.Kind)
+		}
 		if qe.D != mem.D {
 			return fmt.Errorf("embeddings %s: column %q holds %d values a row, and %s holds %d: the files come from different encoders or heads",
 				*query, sinks.EmbVectorColumn, qe.D, *file, mem.D)
 		}
-		if mem.Info.Kind != "" && qe.Info.Kind != "" && mem.Info.Kind != qe.Info.Kind {
-			fmt.Fprintf(stderr, "warning: %s holds %s, %s holds %s\n", *query, qe.Info.Kind, *file, mem.Info.Kind)
+		if mem.Info.Checkpoint != qe.Info.Checkpoint || mem.Info.Step != qe.Info.Step {
+			fmt.Fprintf(stderr, "warning: %s comes from %s step %d, %s from %s step %d: vectors of different encoders are rarely comparable\n",
+				*query, qe.Info.Checkpoint, qe.Info.Step, *file, mem.Info.Checkpoint, mem.Info.Step)
 		}
 		if names == nil {
 			names = qe.Info.ClassNames

@@ -35,11 +35,11 @@ func TestEmbedNeighborsReport(t *testing.T) {
 
 	// A query file: every row's neighbours.
 	q := filepath.Join(dir, "q.parquet")
-	w, err := sinks.CreateEmbeddings(q, sinks.EmbeddingWriterOptions{Info: sinks.EmbeddingInfo{Dim: 128}})
+	e, err := sinks.ReadEmbeddings(emb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := sinks.ReadEmbeddings(emb)
+	w, err := sinks.CreateEmbeddings(q, sinks.EmbeddingWriterOptions{Info: e.Info})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestEmbedNeighborsReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, stdout, stderr = cli(t, "neighbors", "--embeddings", emb, "--query", q, "--k", "2")
-	if code != 0 || strings.Count(stdout, "query index") != 2 || !strings.Contains(stdout, "path x.png") || !strings.Contains(stdout, "1     7 ") {
+	if code != 0 || strings.Count(stdout, "query index") != 2 || !strings.Contains(stdout, "path x.png") || !strings.Contains(stdout, "1     7 ") || stderr != "" {
 		t.Fatalf("neighbors --query: code %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 
@@ -61,6 +61,10 @@ func TestEmbedNeighborsReport(t *testing.T) {
 	w, _ = sinks.CreateEmbeddings(small, sinks.EmbeddingWriterOptions{Info: sinks.EmbeddingInfo{Dim: 3}})
 	w.Write(0, 0, "", []float32{1, 2, 3})
 	w.Close()
+	proj := filepath.Join(dir, "proj.parquet")
+	if code, _, stderr := cli(t, "embed", "-q", "--projection", "--checkpoint", ck, "--data", "builtin:test", "--out", proj); code != 0 {
+		t.Fatalf("embed --projection: %s", stderr)
+	}
 	notParquet := filepath.Join(dir, "notes.parquet")
 	os.WriteFile(notParquet, []byte("hello"), 0o644)
 	for _, tc := range []struct {
@@ -69,6 +73,7 @@ func TestEmbedNeighborsReport(t *testing.T) {
 		want []string
 	}{
 		{[]string{"--embeddings", emb, "--query", small}, 1, []string{small, `column "embedding"`, "3 values", "128"}},
+		{[]string{"--embeddings", emb, "--query", proj}, 1, []string{proj, "projection", "features", "not comparable"}},
 		{[]string{"--embeddings", notParquet, "--index", "0"}, 1, []string{notParquet, "not a readable Parquet file"}},
 		{[]string{"--embeddings", emb, "--index", "99999"}, 1, []string{emb, "no row has index 99999"}},
 		{[]string{"--embeddings", emb}, 2, []string{"--index I or --query FILE"}},

@@ -22,7 +22,7 @@ const dpi = 120
 // Default plot sizes, in pixels.
 const (
 	DefaultWidth  = 900
-	DefaultHeight = 420
+	DefaultHeight = 380
 )
 
 // Palette is the colour of class or series i (i mod 10): Tableau's ten
@@ -113,6 +113,7 @@ func (c LineChart) PNG() ([]byte, error) {
 	// The legend goes right of the plot, where it hides no curve.
 	legend := p.Legend
 	legend.Top, legend.Left = true, true
+	legend.Padding = vg.Points(4)
 	p.Legend = plot.NewLegend()
 	return render(p, c.Width, c.Height, &legend)
 }
@@ -152,6 +153,7 @@ func (c ScatterChart) PNG() ([]byte, error) {
 	}
 	legend := plot.NewLegend()
 	legend.Top, legend.Left = true, true
+	legend.Padding = vg.Points(2)
 	legend.TextStyle.Font.Size = vg.Points(10)
 	for cl := int64(-1); cl <= maxClass; cl++ {
 		xys, ok := groups[cl]
