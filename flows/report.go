@@ -133,7 +133,11 @@ func Report(ctx context.Context, runDir string, cfg ReportConfig) (ReportResult,
 	if bad > 0 {
 		note("%d lines of %s did not parse and were left out (a run stopped mid-write leaves one).", bad, metricsPath)
 	}
-	evals, evalErr := readEvals(filepath.Join(runDir, EvalFile))
+	evalPath := filepath.Join(runDir, EvalFile)
+	evals, badEvals, evalErr := readEvals(evalPath)
+	if badEvals > 0 {
+		note("%d lines of %s did not parse and were left out.", badEvals, evalPath)
+	}
 
 	page := report.Page{
 		Title:    "contrastream report: " + filepath.Base(filepath.Clean(runDir)),
@@ -331,23 +335,25 @@ func readMetrics(path string) (steps []pipeline.StepMetrics, bad int, err error)
 	return steps, bad, nil
 }
 
-func readEvals(path string) ([]evalLine, error) {
+// readEvals reads EvalFile; lines that do not parse are counted, not
+// fatal (a run still writing may leave half a line).
+func readEvals(path string) (out []evalLine, bad int, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	var out []evalLine
-	for i, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(string(b), "\n") {
 		if strings.TrimSpace(line) == "" {
 			continue
 		}
 		var e evalLine
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			return nil, fmt.Errorf("report: %s line %d: %w", path, i+1, err)
+		if json.Unmarshal([]byte(line), &e) != nil {
+			bad++
+			continue
 		}
 		out = append(out, e)
 	}
-	return out, nil
+	return out, bad, nil
 }
 
 // stepSections draws the curves over steps.
