@@ -2,6 +2,7 @@ package flows
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,6 +53,10 @@ type ReportConfig struct {
 	// the neighbours shown in each. Default: a row per class (the first
 	// test image of each, up to 12 classes), else 8; and 8 neighbours.
 	Queries, Neighbors int
+	// TSNE is the number of test images (evenly spaced) of the t-SNE map;
+	// its cost grows with the square. Default 1,000; negative: no t-SNE
+	// map.
+	TSNE int
 	// Progress, when set, is called with a phase ("test", "train") and the
 	// samples encoded of the total.
 	Progress func(phase string, done, total int64)
@@ -585,6 +590,15 @@ func embedReport(ctx context.Context, enc *Encoder, trainCfg, testCfg sources.Co
 		mapSec.Figures = append(mapSec.Figures, report.Figure{Name: "pca.png", PNG: png, Alt: "PCA map of the test embeddings coloured by label",
 			Caption: "PCA of the test embeddings, coloured by label (legend: class and count)."})
 	}
+	if cfg.TSNE >= 0 && te.N >= 10 {
+		png, text, err := tsneMap(ctx, unit, te, names, cmp.Or(cfg.TSNE, 1000))
+		if err != nil {
+			return nil, err
+		}
+		mapSec.Text += " " + text
+		mapSec.Figures = append(mapSec.Figures, report.Figure{Name: "tsne.png", PNG: png, Alt: "t-SNE map of the test embeddings coloured by label",
+			Caption: "t-SNE of the same features, coloured by label: neighbourhoods are kept, distances between clusters and cluster sizes are not meaningful."})
+	}
 	out.sections = append(out.sections, mapSec)
 
 	// kNN point.
@@ -615,6 +629,36 @@ func embedReport(ctx context.Context, enc *Encoder, trainCfg, testCfg sources.Co
 	}
 	out.sections = append(out.sections, sec)
 	return out, nil
+}
+
+// tsneMap draws the t-SNE map of up to max rows of unit (te's
+// L2-normalised vectors).
+func tsneMap(ctx context.Context, unit []float32, te *sinks.Embeddings, names []string, limit int) ([]byte, string, error) {
+	n := min(te.N, limit)
+	sub := make([]float32, 0, n*te.D)
+	labels := make([]int64, n)
+	for k := range n {
+		i := k * te.N / n
+		sub = append(sub, unit[i*te.D:(i+1)*te.D]...)
+		labels[k] = te.Label[i]
+	}
+	const perplexity = 30
+	start := time.Now()
+	y, err := report.TSNE(ctx, sub, n, te.D, report.TSNEConfig{Perplexity: perplexity})
+	if err != nil {
+		return nil, "", err
+	}
+	xs, ys := make([]float64, n), make([]float64, n)
+	for i := range n {
+		xs[i], ys[i] = y[2*i], y[2*i+1]
+	}
+	png, err := report.ScatterChart{
+		Title:  fmt.Sprintf("Test embeddings: t-SNE (%s points, perplexity %d)", sinks.Count(int64(n)), perplexity),
+		XLabel: "t-SNE 1", YLabel: "t-SNE 2", X: xs, Y: ys, Class: labels, ClassNames: names,
+	}.PNG()
+	text := fmt.Sprintf("Below it, a t-SNE map (exact t-SNE, started from the PCA map) of %s of these images, which keeps each image's neighbourhood rather than the global geometry (%s to compute).",
+		sinks.Count(int64(n)), time.Since(start).Round(100*time.Millisecond))
+	return png, text, err
 }
 
 // retrieval draws test images (one of each of the first classes, or evenly

@@ -136,7 +136,7 @@ func TestReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(r, []string{"loss.png", "lr.png", "similarity.png", "alignment_uniformity.png", "throughput.png", "pca.png", "retrieval.png"})
+	check(r, []string{"loss.png", "lr.png", "similarity.png", "alignment_uniformity.png", "throughput.png", "pca.png", "tsne.png", "retrieval.png"})
 	if html, _ := os.ReadFile(r.Page); !strings.Contains(string(html), "No kNN monitor in this run") || !strings.Contains(string(html), "Ankle boot") {
 		t.Error("the page does not say there was no kNN monitor, or names no class")
 	}
@@ -149,7 +149,7 @@ func TestReport(t *testing.T) {
 	if r, err = flows.Report(context.Background(), run, cfg); err != nil {
 		t.Fatal(err)
 	}
-	check(r, []string{"loss.png", "lr.png", "similarity.png", "alignment_uniformity.png", "throughput.png", "knn.png", "pca.png", "retrieval.png"})
+	check(r, []string{"loss.png", "lr.png", "similarity.png", "alignment_uniformity.png", "throughput.png", "knn.png", "pca.png", "tsne.png", "retrieval.png"})
 	if filepath.Dir(r.Page) != cfg.Out {
 		t.Errorf("page at %s", r.Page)
 	}

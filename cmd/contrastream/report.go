@@ -21,6 +21,7 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	test := fs.String("test", "", "the dataset `SRC` to map and query (default: the flow's test split, builtin:test for built-in data)")
 	maxTest := fs.Int("max-test", 2000, "encode at most `N` test images (evenly spaced)")
 	maxTrain := fs.Int("max-train", 10000, "encode at most `N` training images (evenly spaced)")
+	tsne := fs.Int("tsne", 1000, "points of the t-SNE map, `N` test images evenly spaced (0: no t-SNE map; its time grows as N²)")
 	k := fs.Int("k", 200, "neighbours of the kNN point")
 	temp := fs.Float64("t", 0.1, "temperature of the kNN point's votes")
 	quiet := fs.Bool("q", false, "no progress display")
@@ -30,11 +31,14 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want one RUN_DIR (the --out folder of train)", errUsage)
 	}
-	if *maxTest < 1 || *maxTrain < 1 {
-		return fmt.Errorf("%w: --max-test and --max-train must be ≥ 1", errUsage)
+	if *maxTest < 1 || *maxTrain < 1 || *tsne < 0 {
+		return fmt.Errorf("%w: --max-test and --max-train must be ≥ 1, --tsne ≥ 0", errUsage)
+	}
+	if *tsne == 0 {
+		*tsne = -1 // ReportConfig: negative is none
 	}
 	cfg := flows.ReportConfig{Out: *out, Checkpoint: *ckpt, Train: sources.Config{Path: *train}, Test: sources.Config{Path: *test},
-		MaxTest: *maxTest, MaxTrain: *maxTrain, KNN: eval.KNNConfig{K: *k, Temperature: *temp}}
+		MaxTest: *maxTest, MaxTrain: *maxTrain, TSNE: *tsne, KNN: eval.KNNConfig{K: *k, Temperature: *temp}}
 	var (
 		prog  *sinks.Progress
 		phase string

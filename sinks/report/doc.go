@@ -1,5 +1,5 @@
 // Package report draws a training run's report: line plots of the step
-// metrics, a 2-D map of embeddings (PCA), a retrieval grid, and one HTML
+// metrics, 2-D maps of embeddings (PCA, exact t-SNE), a retrieval grid, and one HTML
 // page that holds them all as data URIs, so that the page alone (copied,
 // mailed, attached to an issue) shows everything.
 //

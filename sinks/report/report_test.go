@@ -2,6 +2,7 @@ package report_test
 
 import (
 	"bytes"
+	"context"
 	"image"
 	"image/color"
 	"image/png"
@@ -146,5 +147,58 @@ func TestPageWrite(t *testing.T) {
 	p.Sections[0].Figures[0].Name = "../escape.png"
 	if _, err := p.Write(dir, "index.html"); err == nil {
 		t.Error("a figure name with a path")
+	}
+}
+
+// TestTSNE maps three well-separated clusters of 30 points in 10-D: in the
+// map, every point's nearest neighbour is of its own cluster, and the
+// result is the same twice.
+func TestTSNE(t *testing.T) {
+	const per, d = 30, 10
+	n := 3 * per
+	data := make([]float32, n*d)
+	seed := uint32(1)
+	rnd := func() float32 { // a small deterministic generator in [-0.5, 0.5)
+		seed = seed*1664525 + 1013904223
+		return float32(seed>>8)/float32(1<<24) - 0.5
+	}
+	for i := range n {
+		c := i / per
+		for k := range d {
+			data[i*d+k] = rnd()
+			if k == c {
+				data[i*d+k] += 8
+			}
+		}
+	}
+	y, err := report.TSNE(context.Background(), data, n, d, report.TSNEConfig{Perplexity: 10, Iterations: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		best, bd := -1, math.Inf(1)
+		for j := range n {
+			if j == i {
+				continue
+			}
+			dx, dy := y[2*i]-y[2*j], y[2*i+1]-y[2*j+1]
+			if dd := dx*dx + dy*dy; dd < bd {
+				best, bd = j, dd
+			}
+		}
+		if best/per != i/per {
+			t.Errorf("point %d (cluster %d): nearest in the map is %d (cluster %d)", i, i/per, best, best/per)
+		}
+	}
+	again, _ := report.TSNE(context.Background(), data, n, d, report.TSNEConfig{Perplexity: 10, Iterations: 300})
+	for i := range y {
+		if y[i] != again[i] {
+			t.Fatal("two runs differ")
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := report.TSNE(ctx, data, n, d, report.TSNEConfig{}); err == nil {
+		t.Error("a cancelled context")
 	}
 }
