@@ -595,6 +595,7 @@ func embedReport(ctx context.Context, enc *Encoder, trainCfg, testCfg sources.Co
 		if err != nil {
 			return nil, err
 		}
+		mapSec.Title = "Embedding maps (PCA, t-SNE)"
 		mapSec.Text += " " + text
 		mapSec.Figures = append(mapSec.Figures, report.Figure{Name: "tsne.png", PNG: png, Alt: "t-SNE map of the test embeddings coloured by label",
 			Caption: "t-SNE of the same features, coloured by label: neighbourhoods are kept, distances between clusters and cluster sizes are not meaningful."})
