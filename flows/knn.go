@@ -146,6 +146,10 @@ type Encoder struct {
 	Weights *encode.Weights
 	Augment augment.Config
 	Spec    *pipeline.Spec
+	// Checkpoint is the folder it was loaded from and Step the training
+	// step it was saved at ("" and 0 for a random-init encoder).
+	Checkpoint string
+	Step       int64
 }
 
 // LoadEncoder reads the checkpoint folder dir: the flow it was trained with
@@ -166,6 +170,7 @@ func LoadEncoder(dir string) (*Encoder, error) {
 	if err := e.Weights.Load(&safetensors.File{Tensors: ck.Model}, ""); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
+	e.Checkpoint, e.Step = dir, ck.Info.Step
 	return e, nil
 }
 

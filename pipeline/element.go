@@ -7,7 +7,7 @@ const NoLabel int64 = -1
 
 // Sample is one item of a dataset as a source emits it.
 //
-// A source fills Index, Label and Origin, and either Encoded (PNG or JPEG
+// A source fills Index, Label and Origin (and Path where it has one), and either Encoded (PNG or JPEG
 // bytes, decoded later inside the augmentation pool so that decoding runs in
 // parallel) or Image (sources whose pixels are raw, such as IDX). A Sample is
 // owned by whoever received it last; sources never reuse its buffers.
@@ -27,6 +27,10 @@ type Sample struct {
 	// Origin says where the sample came from, for error messages:
 	// "train.parquet row 17", "cats/001.png".
 	Origin string
+	// Path is the image's own file path where the source has one (an
+	// image folder's file), "" otherwise (a Parquet row, an IDX image).
+	// Embedding files record it.
+	Path string
 }
 
 // View is one augmented image: float32, channels × height × width, in

@@ -11,7 +11,10 @@
 //   - pictures: ViewImage turns a normalised view back into an image, Grid
 //     lays images out for a preview, WritePNG writes one atomically.
 //   - the progress display (Progress) of long commands.
-//
-// Checkpoints, metrics logs, embeddings and the report come with the
-// training stages.
+//   - embeddings (EmbeddingWriter, CreateEmbeddings, ReadEmbeddings): one
+//     row per sample (index, label, path, embedding as
+//     fixed_size_list<float32>[D]) in Parquet, read back with checks that
+//     name the file and column, and searched by cosine (Nearest).
+//   - checkpoints and the metrics log of training; sub-package report draws
+//     a run's plots and its HTML page.
 package sinks

@@ -179,7 +179,7 @@ func (d *folderDataset) ReadChunk(ctx context.Context, i int) ([]pipeline.Sample
 			return nil, err
 		}
 		idx := ch.First + int64(k)
-		s := pipeline.Sample{Index: idx, Label: pipeline.NoLabel, Origin: d.files[idx]}
+		s := pipeline.Sample{Index: idx, Label: pipeline.NoLabel, Origin: d.files[idx], Path: d.files[idx]}
 		b, size, err := readLimited(d.files[idx], d.maxBytes)
 		switch {
 		case errors.Is(err, errTooLarge):
