@@ -237,6 +237,12 @@ func trainingKinds() []pipeline.Kind {
 			},
 		},
 		{
+			Name: "knn", Role: pipeline.RoleSink, Accepts: "step",
+			Doc:       "the kNN monitor: weighted-kNN accuracy of the encoder (eval mode, a copy of its weights) every N epochs, to eval.jsonl",
+			NewConfig: func() any { return &MonitorConfig{} },
+			Build:     buildMonitor,
+		},
+		{
 			Name: "checkpoint", Role: pipeline.RoleSink, Accepts: "step",
 			Doc:       "writes checkpoints (model.safetensors, state.safetensors, state.json) to the run folder",
 			NewConfig: func() any { return &CheckpointConfig{} },
@@ -315,6 +321,9 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 				return false, err
 			}
 			ctl.steps.Store(steps)
+			if mon, ok := env.Shared[sharedMonitor].(*monitor); ok {
+				mon.capture(steps, pool.Weights())
+			}
 			if ck, _ := env.Shared[sharedCkpt].(*checkpointer); ck != nil && ck.every > 0 && steps%int64(ck.every) == 0 {
 				if err := saveCheckpoint(env, ck.dir); err != nil {
 					return false, fmt.Errorf("checkpoint: %w", err)

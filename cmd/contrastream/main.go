@@ -25,7 +25,7 @@ func commands() []command {
 		{"inspect", "SRC", "summarise a dataset: rows, columns, image sizes, labels, bad rows", runInspect},
 		{"preview", "[--data SRC] [--out FILE.png] [--n N]", "write a PNG grid of images beside their two augmented views", runPreview},
 		{"flows", "[NAME]", "list the prebuilt flows, or print one's YAML", runFlows},
-		{"eval", "knn --checkpoint DIR | --random-init FLOW", "judge a frozen encoder: weighted kNN accuracy (train split as memory, test split as queries)", runEval},
+		{"eval", "knn|linear --checkpoint DIR | --random-init FLOW [--finetune --epochs E]", "judge an encoder: weighted kNN, linear probe, or fine-tune with a classifier (top-1 on the test split)", runEval},
 	}
 }
 

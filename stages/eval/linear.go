@@ -214,36 +214,16 @@ func Linear(train, test Features, cfg LinearConfig) (LinearResult, error) {
 			rows := min(linearBlock, n-lo)
 			xb := x[lo*d : (lo+rows)*d]
 			impl.Sgemm(blas.NoTrans, blas.Trans, rows, classes, d, 1, xb, d, w32, d, 0, p.logits, classes)
-			p.loss, p.correct = 0, 0
+			for r := range rows {
+				for c := range classes {
+					p.logits[r*classes+c] += b32[c]
+				}
+			}
+			p.loss, p.correct = CrossEntropy(p.logits, train.Labels[lo:lo+rows], classes, 1/float64(n), p.dlg)
 			clear(p.gb)
 			for r := range rows {
-				lg := p.logits[r*classes : (r+1)*classes]
-				dl := p.dlg[r*classes : (r+1)*classes]
-				label := int(train.Labels[lo+r])
-				mx, best := math.Inf(-1), 0
-				for c := range lg {
-					lg[c] += b32[c]
-					if v := float64(lg[c]); v > mx {
-						mx, best = v, c
-					}
-				}
-				if best == label {
-					p.correct++
-				}
-				var sum float64
-				for c, v := range lg {
-					e := math.Exp(float64(v) - mx)
-					dl[c] = float32(e)
-					sum += e
-				}
-				p.loss += mx + math.Log(sum) - float64(lg[label])
-				for c := range lg {
-					g := float64(dl[c]) / sum / float64(n)
-					if c == label {
-						g -= 1 / float64(n)
-					}
-					dl[c] = float32(g)
-					p.gb[c] += g
+				for c, g := range p.dlg[r*classes : (r+1)*classes] {
+					p.gb[c] += float64(g)
 				}
 			}
 			impl.Sgemm(blas.Trans, blas.NoTrans, classes, d, rows, 1, p.dlg, classes, xb, d, 0, p.gw, d)
@@ -298,6 +278,44 @@ func Linear(train, test Features, cfg LinearConfig) (LinearResult, error) {
 	}
 	res.Accuracy = float64(res.Correct) / float64(res.Total)
 	return res, nil
+}
+
+// CrossEntropy computes, for the len(labels) rows of logits (row-major,
+// classes a row), the summed softmax cross-entropy against labels, the
+// number of rows whose largest logit is their label, and in grad (same
+// shape as logits) scale·(softmax − one-hot), the gradient of scale times
+// the sum. With scale 1/N for N rows in all, grad is the gradient of the
+// mean. The log-sum-exp is taken in float64 after subtracting the row's
+// maximum.
+func CrossEntropy(logits []float32, labels []int64, classes int, scale float64, grad []float32) (sum float64, correct int) {
+	for r, label := range labels {
+		lg := logits[r*classes : (r+1)*classes]
+		dl := grad[r*classes : (r+1)*classes]
+		mx, best := math.Inf(-1), 0
+		for c, v := range lg {
+			if float64(v) > mx {
+				mx, best = float64(v), c
+			}
+		}
+		if int64(best) == label {
+			correct++
+		}
+		var z float64
+		for c, v := range lg {
+			e := math.Exp(float64(v) - mx)
+			dl[c] = float32(e)
+			z += e
+		}
+		sum += mx + math.Log(z) - float64(lg[label])
+		for c := range lg {
+			g := float64(dl[c]) / z * scale
+			if int64(c) == label {
+				g -= scale
+			}
+			dl[c] = float32(g)
+		}
+	}
+	return sum, correct
 }
 
 // Predict returns, for each of the n rows of x (n×d, row-major), the
