@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -218,7 +220,7 @@ func splitFeatures(ctx context.Context, w *encode.Weights, acfg augment.Config, 
 		if !ds.Labeled() {
 			return feats, fmt.Errorf("%s: %s has no labels", what, ds.Name())
 		}
-		if err := checkFits(ctx, w, ds, acfg); err != nil {
+		if err := checkFits(ctx, w, ds, describeSource(src), acfg); err != nil {
 			return feats, fmt.Errorf("%s: %w", what, err)
 		}
 	}
@@ -241,7 +243,7 @@ func splitFeatures(ctx context.Context, w *encode.Weights, acfg augment.Config, 
 
 // checkFits reports whether the first sample of ds that decodes becomes a
 // view of the shape w takes, and says what differs if not.
-func checkFits(ctx context.Context, w *encode.Weights, ds sources.Dataset, acfg augment.Config) error {
+func checkFits(ctx context.Context, w *encode.Weights, ds sources.Dataset, name string, acfg augment.Config) error {
 	aug, err := augment.New(EvalAugment(acfg))
 	if err != nil {
 		return err
@@ -261,12 +263,12 @@ func checkFits(ctx context.Context, w *encode.Weights, ds sources.Dataset, acfg 
 		return err
 	}
 	if err == nil {
-		return fmt.Errorf("%s: no sample decodes", ds.Name())
+		return fmt.Errorf("%s: no sample decodes", name)
 	}
 	in := w.Input()
 	if v.C != in.C || v.H != in.H || v.W != in.W {
 		return fmt.Errorf("%s: its images become %d×%d×%d views, but the encoder takes %s (channels×height×width): evaluate on data of the size and channel count the encoder was trained on",
-			ds.Name(), v.C, v.H, v.W, in)
+			name, v.C, v.H, v.W, in)
 	}
 	return nil
 }
@@ -292,22 +294,42 @@ func (e *Encoder) BatchSize() int {
 }
 
 // LoadEncoder reads the checkpoint folder dir: the flow it was trained with
-// (state.json) and the weights (model.safetensors).
+// (state.json) and the weights (model.safetensors). A folder that is not a
+// complete checkpoint, one of another format version, a flow this version
+// cannot read, or weights that are not those of the flow's encoder (a
+// tensor missing, or of another shape) are errors that say which.
 func LoadEncoder(dir string) (*Encoder, error) {
 	ck, err := sinks.ReadCheckpoint(dir)
 	if err != nil {
 		return nil, err
 	}
-	spec, err := pipeline.ParseSpec([]byte(ck.Info.Flow), dir+"/state.json", nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint %s: its flow: %w", dir, err)
+	written := fmt.Sprintf("written by contrastream %s, %s", ck.Info.Versions["contrastream"], ck.Info.Versions["go"])
+	if strings.TrimSpace(ck.Info.Flow) == "" {
+		return nil, fmt.Errorf("checkpoint %s: %s records no flow (%s), so the encoder it holds is unknown", dir, sinks.InfoFile, written)
 	}
-	e, err := NewEncoder(spec)
+	spec, err := pipeline.ParseSpec([]byte(ck.Info.Flow), filepath.Join(dir, sinks.InfoFile), nil, nil)
 	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: its flow (%s) does not parse in this version: %w", dir, written, err)
+	}
+	// The encoder's input shape: recorded by this version's checkpoints;
+	// for older ones, what the flow's data make (which must be readable).
+	var in *encode.Input
+	if s := ck.Info.Extra[inputKey]; s != "" {
+		var c, h, w int
+		if _, err := fmt.Sscanf(s, "%dx%dx%d", &c, &h, &w); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: %s: input %q is not CxHxW", dir, sinks.InfoFile, s)
+		}
+		in = &encode.Input{C: c, H: h, W: w}
+	}
+	e, err := newEncoder(spec, in)
+	if err != nil {
+		if in == nil {
+			return nil, fmt.Errorf("checkpoint %s: the encoder's input shape comes from its flow's data, which cannot be read: %w", dir, err)
+		}
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	if err := e.Weights.Load(&safetensors.File{Tensors: ck.Model}, ""); err != nil {
-		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
+		return nil, fmt.Errorf("checkpoint %s: %s does not hold the encoder its flow describes: %w", dir, sinks.ModelFile, err)
 	}
 	return e, nil
 }
@@ -315,6 +337,12 @@ func LoadEncoder(dir string) (*Encoder, error) {
 // NewEncoder makes the encoder of spec, initialised from its seed as
 // training starts (the random-init baseline).
 func NewEncoder(spec *pipeline.Spec) (*Encoder, error) {
+	return newEncoder(spec, nil)
+}
+
+// newEncoder is NewEncoder for images of shape in, or of the shape the
+// flow's data make (PlanOf) when in is nil.
+func newEncoder(spec *pipeline.Spec, in *encode.Input) (*Encoder, error) {
 	var (
 		ecfg *encode.StageConfig
 		acfg augment.Config
@@ -330,11 +358,14 @@ func NewEncoder(spec *pipeline.Spec) (*Encoder, error) {
 	if ecfg == nil {
 		return nil, fmt.Errorf("flow %q has no encode stage", spec.Name)
 	}
-	plan, err := PlanOf(spec)
-	if err != nil {
-		return nil, err
+	if in == nil {
+		plan, err := PlanOf(spec)
+		if err != nil {
+			return nil, err
+		}
+		in = &encode.Input{C: plan.C, H: plan.H, W: plan.W}
 	}
-	w, err := encode.NewWeights(ecfg.Config, encode.Input{C: plan.C, H: plan.H, W: plan.W}, rand.New(rand.NewPCG(uint64(spec.Seed), 1)))
+	w, err := encode.NewWeights(ecfg.Config, *in, rand.New(rand.NewPCG(uint64(spec.Seed), 1)))
 	if err != nil {
 		return nil, err
 	}

@@ -154,7 +154,7 @@ func FineTune(ctx context.Context, w *encode.Weights, acfg augment.Config, cfg F
 		if !ds.Labeled() {
 			return FineTuneResult{}, fmt.Errorf("finetune: %s has no labels", ds.Name())
 		}
-		if err := checkFits(ctx, w, ds, acfg); err != nil {
+		if err := checkFits(ctx, w, ds, describeSource(src), acfg); err != nil {
 			return FineTuneResult{}, fmt.Errorf("finetune: %w", err)
 		}
 		if i == 0 {

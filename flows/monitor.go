@@ -324,7 +324,7 @@ func buildMonitor(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", field, err)
 		}
-		err = checkFits(context.Background(), pool.Weights(), ds, acfg)
+		err = checkFits(context.Background(), pool.Weights(), ds, describeSource(d.Config), acfg)
 		if !ds.Labeled() {
 			err = fmt.Errorf("%s has no labels: the kNN monitor needs labeled data", ds.Name())
 		}

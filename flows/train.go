@@ -336,6 +336,10 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 	return optim.Stage(opt, sched, hooks), nil
 }
 
+// inputKey is the key of state.json's extra that records the encoder's
+// input shape, CxHxW, so that evaluation needs no training data.
+const inputKey = "input"
+
 type checkpointer struct {
 	dir   string
 	every int
@@ -381,7 +385,8 @@ func saveCheckpoint(env pipeline.BuildEnv, dir string) error {
 	plan, _ := env.Shared[sharedPlan].(Plan)
 	spec, _ := env.Shared[sharedSpec].(*pipeline.Spec)
 	steps := int64(opt.Steps())
-	info := sinks.CheckpointInfo{Step: steps, Seed: env.Seed}
+	info := sinks.CheckpointInfo{Step: steps, Seed: env.Seed,
+		Extra: map[string]string{inputKey: fmt.Sprintf("%dx%dx%d", plan.C, plan.H, plan.W)}}
 	if plan.Batches > 0 {
 		info.Epoch = int(steps / plan.Batches)
 		info.Offset = (steps % plan.Batches) * int64(plan.BatchSize)

@@ -14,9 +14,8 @@ import (
 	"github.com/contrastream/contrastream/stages/optim"
 )
 
-const evalUsage = `Usage:
-  contrastream eval knn    --checkpoint DIR | --random-init FLOW [flags]
-  contrastream eval linear --checkpoint DIR | --random-init FLOW [--finetune --epochs E] [flags]
+const evalUsage = `Usage: contrastream eval knn    --checkpoint DIR | --random-init FLOW [flags]
+       contrastream eval linear --checkpoint DIR | --random-init FLOW [--finetune --epochs E] [flags]
 
 Judge an encoder by what its features do on a labeled test split:
   knn      weighted kNN (k 200, T 0.1): the train split's features as memory
@@ -24,6 +23,11 @@ Judge an encoder by what its features do on a labeled test split:
            regression by full-batch Adam (lr 0.01, wd 1e-4, 300 iterations);
            with --finetune, the encoder is trained with the classifier by
            cross-entropy (with --random-init: the supervised baseline)
+
+Examples:
+  contrastream eval knn    --checkpoint runs/moco-X/checkpoint
+  contrastream eval linear --checkpoint runs/moco-X/checkpoint --test builtin:test
+  contrastream eval linear --random-init supcon --finetune --epochs 10
 
 Run 'contrastream eval knn -h' or 'contrastream eval linear -h' for the flags.`
 
