@@ -27,7 +27,8 @@ type LinearConfig struct {
 	// eval.LinearConfig).
 	Linear eval.LinearConfig
 	// Progress, when set, is called with a phase ("train", "test") and the
-	// number of samples encoded.
+	// number of samples encoded, and with phase "fit" (and 0) once the
+	// classifier's training starts.
 	Progress func(phase string, done int64)
 }
 
@@ -42,6 +43,9 @@ func Linear(ctx context.Context, w *encode.Weights, acfg augment.Config, cfg Lin
 	feats, err := splitFeatures(ctx, w, acfg, "linear", [2]sources.Config{cfg.Train, cfg.Test}, cfg.Progress)
 	if err != nil {
 		return eval.LinearResult{}, err
+	}
+	if cfg.Progress != nil {
+		cfg.Progress("fit", 0)
 	}
 	return eval.Linear(feats[0], feats[1], cfg.Linear)
 }

@@ -51,7 +51,13 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // on which data.
 type encoderFlags struct {
 	ckpt, random, train, test *string
+	trainLabels, testLabels   *string
 	quiet                     *bool
+}
+
+// data returns the train and test datasets the flags name.
+func (f *encoderFlags) data() (train, test sources.Config) {
+	return sources.Config{Path: *f.train, Labels: *f.trainLabels}, sources.Config{Path: *f.test, Labels: *f.testLabels}
 }
 
 func newEvalFlags(sub string, stderr io.Writer) (*flag.FlagSet, *encoderFlags) {
@@ -62,11 +68,13 @@ func newEvalFlags(sub string, stderr io.Writer) (*flag.FlagSet, *encoderFlags) {
 		fs.PrintDefaults()
 	}
 	return fs, &encoderFlags{
-		ckpt:   fs.String("checkpoint", "", "the checkpoint `folder` to evaluate"),
-		random: fs.String("random-init", "", "evaluate the untrained encoder of the flow `NAME|FILE` instead (the baseline)"),
-		train:  fs.String("train", flows.BuiltinTrain, "the training dataset `SRC` (labeled)"),
-		test:   fs.String("test", flows.BuiltinTest, "the test dataset `SRC` (labeled)"),
-		quiet:  fs.Bool("q", false, "no progress display"),
+		ckpt:        fs.String("checkpoint", "", "the checkpoint `folder` to evaluate"),
+		random:      fs.String("random-init", "", "evaluate the untrained encoder of the flow `NAME|FILE` instead (the baseline)"),
+		train:       fs.String("train", flows.BuiltinTrain, "the training dataset `SRC` (labeled)"),
+		test:        fs.String("test", flows.BuiltinTest, "the test dataset `SRC` (labeled)"),
+		trainLabels: fs.String("train-labels", "", "the IDX labels `FILE` of an IDX --train"),
+		testLabels:  fs.String("test-labels", "", "the IDX labels `FILE` of an IDX --test"),
+		quiet:       fs.Bool("q", false, "no progress display"),
 	}
 }
 
@@ -124,7 +132,8 @@ func runKNN(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	cfg := flows.KNNConfig{Train: sources.Config{Path: *ef.train}, Test: sources.Config{Path: *ef.test}, KNN: eval.KNNConfig{K: *k, Temperature: *temp}}
+	train, test := ef.data()
+	cfg := flows.KNNConfig{Train: train, Test: test, KNN: eval.KNNConfig{K: *k, Temperature: *temp}}
 	ph := &phases{w: stderr, what: "knn"}
 	if !*ef.quiet {
 		cfg.Progress = ph.set
@@ -157,7 +166,7 @@ func runLinear(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	train, test := sources.Config{Path: *ef.train}, sources.Config{Path: *ef.test}
+	train, test := ef.data()
 	start := time.Now()
 	if *finetune {
 		if *epochs < 1 {
@@ -212,15 +221,23 @@ func runLinear(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	cfg := flows.LinearConfig{Train: train, Test: test, Linear: eval.LinearConfig{Iterations: *iters, LR: *lr, WeightDecay: wd, Seed: uint64(*seed)}}
 	ph := &phases{w: stderr, what: "linear"}
-	if !*ef.quiet {
-		cfg.Progress = ph.set
+	var fit time.Time
+	cfg.Progress = func(phase string, n int64) {
+		switch {
+		case phase == "fit":
+			ph.done()
+			fit = time.Now()
+		case !*ef.quiet:
+			ph.set(phase, n)
+		}
 	}
 	r, err := flows.Linear(ctx, enc.Weights, enc.Augment, cfg)
 	ph.done()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "linear accuracy %.4f (%d/%d) of %s: %d iterations, train top-1 %.4f, loss %.4f, train %s, test %s, %s\n",
-		r.Accuracy, r.Correct, r.Total, what, *iters, r.TrainAccuracy, r.Loss, *ef.train, *ef.test, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "linear accuracy %.4f (%d/%d) of %s: %d iterations, train top-1 %.4f, loss %.4f, train %s, test %s, %s (encoding %s, probe %s)\n",
+		r.Accuracy, r.Correct, r.Total, what, *iters, r.TrainAccuracy, r.Loss, *ef.train, *ef.test, time.Since(start).Round(time.Millisecond),
+		fit.Sub(start).Round(time.Millisecond), time.Since(fit).Round(time.Millisecond))
 	return nil
 }

@@ -183,3 +183,19 @@ func BenchmarkLinear60k(b *testing.B) {
 		b.ReportMetric(r.Accuracy, "accuracy")
 	}
 }
+
+// CrossEntropy on hand-computed rows: equal logits (loss ln 2, gradient
+// ∓½), and a huge logit gap (loss 1000, no overflow).
+func TestCrossEntropy(t *testing.T) {
+	logits := []float32{0, 0, 1000, 0}
+	grad := make([]float32, 4)
+	sum, correct := CrossEntropy(logits, []int64{0, 1}, 2, 0.5, grad)
+	if math.Abs(sum-(math.Ln2+1000)) > 1e-9 || correct != 1 {
+		t.Errorf("sum %v (want ln 2 + 1000), correct %d (want 1: ties go to class 0)", sum, correct)
+	}
+	for i, want := range []float32{-0.25, 0.25, 0.5, -0.5} {
+		if math.Abs(float64(grad[i]-want)) > 1e-7 {
+			t.Errorf("grad[%d] = %v, want %v", i, grad[i], want)
+		}
+	}
+}
