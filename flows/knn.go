@@ -76,9 +76,10 @@ func featuresOf(ctx context.Context, w *encode.Weights, ds sources.Dataset, sc s
 		free <- make([]float32, evalBatch*in.Len())
 	}
 	var (
-		wg    sync.WaitGroup
-		done  atomic.Int64
-		batch []*job // in order
+		wg         sync.WaitGroup
+		progressMu sync.Mutex
+		done       atomic.Int64
+		batch      []*job // in order
 	)
 	for range workers {
 		r, err := encode.NewReplica(w, evalBatch)
@@ -98,8 +99,10 @@ func featuresOf(ctx context.Context, w *encode.Weights, ds sources.Dataset, sc s
 				}
 				j.feat = slices.Clone(f[:j.n*d])
 				free <- j.x
-				if n := done.Add(int64(j.n)); progress != nil {
-					progress(n)
+				if progress != nil {
+					progressMu.Lock() // one call at a time, counts in order
+					progress(done.Add(int64(j.n)))
+					progressMu.Unlock()
 				}
 			}
 		}()

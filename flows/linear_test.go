@@ -103,21 +103,31 @@ func TestFineTuneLowersTheLoss(t *testing.T) {
 // The linear probe of the flows runs on a frozen encoder's features and is
 // deterministic.
 func TestLinearProbe(t *testing.T) {
-	enc, data := tinyEncoder(t, 100)
-	cfg := flows.LinearConfig{Train: data, Test: data}
+	enc, data := tinyEncoder(t, 300)
+	last := map[string]int64{}
+	cfg := flows.LinearConfig{Train: data, Test: data, Progress: func(phase string, n int64) {
+		if n < last[phase] {
+			t.Errorf("%s: progress %d after %d", phase, n, last[phase])
+		}
+		last[phase] = n
+	}}
 	a, err := flows.Linear(context.Background(), enc.Weights, enc.Augment, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, fit := last["fit"]; last["train"] != 300 || last["test"] != 300 || !fit {
+		t.Errorf("progress ended at %v, want train 300, test 300 and fit", last)
+	}
+	cfg.Progress = nil
 	b, err := flows.Linear(context.Background(), enc.Weights, enc.Augment, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Total != 100 || a.Accuracy != b.Accuracy || !slices.Equal(a.Weight, b.Weight) {
+	if a.Total != 300 || a.Accuracy != b.Accuracy || !slices.Equal(a.Weight, b.Weight) {
 		t.Errorf("two probes: %v and %v (%d samples)", a.Accuracy, b.Accuracy, a.Total)
 	}
 	if a.TrainAccuracy < 0.5 {
-		t.Errorf("train top-1 %v on 100 samples of 128 features: the probe does not fit", a.TrainAccuracy)
+		t.Errorf("train top-1 %v on 300 samples of 128 features: the probe does not fit", a.TrainAccuracy)
 	}
 }
 
