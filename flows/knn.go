@@ -2,14 +2,22 @@ package flows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/contrastream/contrastream/pipeline"
 	"github.com/contrastream/contrastream/sinks"
 	"github.com/contrastream/contrastream/sinks/safetensors"
 	"github.com/contrastream/contrastream/sources"
 	"github.com/contrastream/contrastream/stages/augment"
+	"github.com/contrastream/contrastream/stages/collate"
 	"github.com/contrastream/contrastream/stages/encode"
 	"github.com/contrastream/contrastream/stages/eval"
 )
@@ -24,73 +32,145 @@ func EvalAugment(acfg augment.Config) augment.Config {
 	return c
 }
 
-// evalBatch is the number of images a frozen encoder takes at once.
-const evalBatch = 256
+// evalBatch is the number of images a frozen encoder takes at once, and
+// maxEvalReplicas bounds the replicas that run at once (each holds about
+// 1 MB of buffers per 28×28 image of its batch).
+const (
+	evalBatch       = 128
+	maxEvalReplicas = 8
+)
 
 // Features runs every sample of ds (in Index order) through the frozen
 // encoder w, in eval mode (BatchNorm with its running statistics), after
 // EvalAugment(acfg), and returns the backbone features with the labels.
 // Samples that do not decode are skipped. progress, when not nil, is
-// called with the number of samples done.
+// called with the number of samples done. Up to GOMAXPROCS replicas of the
+// encoder run at once; the result does not depend on their number.
 func Features(ctx context.Context, w *encode.Weights, ds sources.Dataset, acfg augment.Config, progress func(int64)) (eval.Features, error) {
+	return featuresOf(ctx, w, ds, sources.StreamConfig{}, acfg, 0, progress)
+}
+
+// featuresOf is Features of the samples sc streams (one epoch, in Index
+// order unless sc shuffles), on up to workers replicas (0: GOMAXPROCS).
+func featuresOf(ctx context.Context, w *encode.Weights, ds sources.Dataset, sc sources.StreamConfig, acfg augment.Config, workers int, progress func(int64)) (eval.Features, error) {
 	aug, err := augment.New(EvalAugment(acfg))
 	if err != nil {
 		return eval.Features{}, err
 	}
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, maxEvalReplicas)
 	in := w.Input()
-	r, err := encode.NewReplica(w, evalBatch)
+	d := w.Features()
+	type job struct {
+		x    []float32 // evalBatch images
+		n    int       // real ones
+		feat []float32 // n×d, filled by a worker
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan *job)
+	free := make(chan []float32, workers+1) // input buffers: bounded memory
+	for range workers + 1 {
+		free <- make([]float32, evalBatch*in.Len())
+	}
+	var (
+		wg         sync.WaitGroup
+		progressMu sync.Mutex
+		done       atomic.Int64
+		batch      []*job // in order
+	)
+	for range workers {
+		r, err := encode.NewReplica(w, evalBatch)
+		if err != nil {
+			cancel(err)
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer r.Close()
+			for j := range jobs {
+				f, err := r.Features(j.x, encode.Eval)
+				if err != nil {
+					cancel(err)
+					continue
+				}
+				j.feat = slices.Clone(f[:j.n*d])
+				free <- j.x
+				if progress != nil {
+					progressMu.Lock() // one call at a time, counts in order
+					progress(done.Add(int64(j.n)))
+					progressMu.Unlock()
+				}
+			}
+		}()
+	}
+	var (
+		cur *job
+		v   pipeline.View
+	)
+	send := func() error {
+		clear(cur.x[cur.n*in.Len():]) // padding rows: eval-mode BatchNorm treats rows alone
+		batch = append(batch, cur)
+		select {
+		case jobs <- cur:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		cur = nil
+		return nil
+	}
+	out := eval.Features{D: d}
+	err = context.Cause(ctx) // a replica that could not be built
+	if err == nil {
+		err = sources.Each(ctx, ds, sc, func(s pipeline.Sample) error {
+			img, err := sources.Decode(s, acfg.MaxPixels)
+			if pipeline.IsSkip(err) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			if err := aug.View(img, 0, 0, s.Index, 0, &v); err != nil {
+				return nil // a bad sample: skipped
+			}
+			if v.C != in.C || v.H != in.H || v.W != in.W {
+				return fmt.Errorf("%s: its view is %d×%d×%d; the encoder takes %s (images of another size or channel count)", s.Origin, v.C, v.H, v.W, in)
+			}
+			if cur == nil {
+				select {
+				case x := <-free:
+					cur = &job{x: x}
+				case <-ctx.Done():
+					return context.Cause(ctx)
+				}
+			}
+			copy(cur.x[cur.n*in.Len():], v.Data)
+			out.Labels = append(out.Labels, s.Label)
+			cur.n++
+			if cur.n == evalBatch {
+				return send()
+			}
+			return nil
+		})
+	}
+	if err == nil && cur != nil {
+		err = send()
+	}
+	close(jobs)
+	wg.Wait()
+	if err == nil {
+		err = context.Cause(ctx)
+	}
 	if err != nil {
 		return eval.Features{}, err
 	}
-	defer r.Close()
-	out := eval.Features{D: w.Features()}
-	x := make([]float32, evalBatch*in.Len())
-	n := 0
-	var done int64
-	flush := func() error {
-		if n == 0 {
-			return nil
-		}
-		clear(x[n*in.Len():]) // padding rows: eval-mode BatchNorm treats rows alone
-		f, err := r.Features(x, encode.Eval)
-		if err != nil {
-			return err
-		}
-		out.Data = append(out.Data, f[:n*out.D]...)
-		out.N += n
-		n = 0
-		if progress != nil {
-			progress(done)
-		}
-		return nil
+	for _, j := range batch {
+		out.Data = append(out.Data, j.feat...)
+		out.N += j.n
 	}
-	var v pipeline.View
-	err = sources.Each(ctx, ds, sources.StreamConfig{}, func(s pipeline.Sample) error {
-		img, err := sources.Decode(s, acfg.MaxPixels)
-		if pipeline.IsSkip(err) {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if err := aug.View(img, 0, 0, s.Index, 0, &v); err != nil {
-			return pipeline.Skip(s.Origin, err)
-		}
-		if v.C != in.C || v.H != in.H || v.W != in.W {
-			return fmt.Errorf("%s: its view is %d×%d×%d; the encoder takes %s (images of another size or channel count)", s.Origin, v.C, v.H, v.W, in)
-		}
-		copy(x[n*in.Len():], v.Data)
-		out.Labels = append(out.Labels, s.Label)
-		n++
-		done++
-		if n == evalBatch {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
-	}
-	return out, err
+	return out, nil
 }
 
 // KNNConfig says what KNN evaluates.
@@ -109,34 +189,91 @@ type KNNConfig struct {
 // features as memory, the test split's as queries. acfg is the flow's
 // augment config (for the size and normalisation).
 func KNN(ctx context.Context, w *encode.Weights, acfg augment.Config, cfg KNNConfig) (eval.KNNResult, error) {
-	if cfg.Train.Path == "" && len(cfg.Train.Paths) == 0 {
-		cfg.Train.Path = BuiltinTrain
-	}
-	if cfg.Test.Path == "" && len(cfg.Test.Paths) == 0 {
-		cfg.Test.Path = BuiltinTest
-	}
-	var feats [2]eval.Features
-	for i, src := range []sources.Config{cfg.Train, cfg.Test} {
-		ds, err := OpenDataset(src)
-		if err != nil {
-			return eval.KNNResult{}, err
-		}
-		if !ds.Labeled() {
-			ds.Close()
-			return eval.KNNResult{}, fmt.Errorf("knn: %s has no labels", ds.Name())
-		}
-		phase := [2]string{"train", "test"}[i]
-		var progress func(int64)
-		if cfg.Progress != nil {
-			progress = func(n int64) { cfg.Progress(phase, n) }
-		}
-		feats[i], err = Features(ctx, w, ds, acfg, progress)
-		ds.Close()
-		if err != nil {
-			return eval.KNNResult{}, err
-		}
+	feats, err := splitFeatures(ctx, w, acfg, "knn", [2]sources.Config{cfg.Train, cfg.Test}, cfg.Progress)
+	if err != nil {
+		return eval.KNNResult{}, err
 	}
 	return eval.KNN(feats[0], feats[1], cfg.KNN)
+}
+
+// splitFeatures returns the features of the train and test datasets srcs
+// (default builtin:train and builtin:test), after checking that both are
+// labeled and that their images fit the encoder.
+func splitFeatures(ctx context.Context, w *encode.Weights, acfg augment.Config, what string, srcs [2]sources.Config, progress func(string, int64)) ([2]eval.Features, error) {
+	var (
+		feats [2]eval.Features
+		dss   [2]sources.Dataset
+	)
+	defer func() {
+		for _, ds := range dss {
+			if ds != nil {
+				ds.Close()
+			}
+		}
+	}()
+	for i, src := range srcs {
+		if src.Path == "" && len(src.Paths) == 0 {
+			src.Path = [2]string{BuiltinTrain, BuiltinTest}[i]
+		}
+		ds, err := OpenDataset(src)
+		if err != nil {
+			return feats, err
+		}
+		dss[i] = ds
+		if !ds.Labeled() {
+			return feats, fmt.Errorf("%s: %s has no labels", what, ds.Name())
+		}
+		if err := checkFits(ctx, w, ds, describeSource(src), acfg); err != nil {
+			return feats, fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	for i, ds := range dss {
+		phase := [2]string{"train", "test"}[i]
+		var pf func(int64)
+		if progress != nil {
+			pf = func(n int64) { progress(phase, n) }
+		}
+		var err error
+		if feats[i], err = Features(ctx, w, ds, acfg, pf); err != nil {
+			return feats, err
+		}
+		if feats[i].N == 0 {
+			return feats, fmt.Errorf("%s: %s: no sample decodes", what, ds.Name())
+		}
+	}
+	return feats, nil
+}
+
+// checkFits reports whether the first sample of ds that decodes becomes a
+// view of the shape w takes, and says what differs if not.
+func checkFits(ctx context.Context, w *encode.Weights, ds sources.Dataset, name string, acfg augment.Config) error {
+	aug, err := augment.New(EvalAugment(acfg))
+	if err != nil {
+		return err
+	}
+	var v pipeline.View
+	err = sources.Each(ctx, ds, sources.StreamConfig{}, func(s pipeline.Sample) error {
+		img, err := sources.Decode(s, acfg.MaxPixels)
+		if err != nil {
+			return nil
+		}
+		if err := aug.View(img, 0, 0, s.Index, 0, &v); err != nil {
+			return nil
+		}
+		return errFound
+	})
+	if err != nil && !errors.Is(err, errFound) {
+		return err
+	}
+	if err == nil {
+		return fmt.Errorf("%s: no sample decodes", name)
+	}
+	in := w.Input()
+	if v.C != in.C || v.H != in.H || v.W != in.W {
+		return fmt.Errorf("%s: its images become %d×%d×%d views, but the encoder takes %s (channels×height×width): evaluate on data of the size and channel count the encoder was trained on",
+			name, v.C, v.H, v.W, in)
+	}
+	return nil
 }
 
 // Encoder is what a checkpoint or a flow spec says the encoder is: its
@@ -152,23 +289,54 @@ type Encoder struct {
 	Step       int64
 }
 
+// BatchSize is the batch size of the flow's collate stage (its default
+// when the flow leaves it out).
+func (e *Encoder) BatchSize() int {
+	for _, s := range e.Spec.Stages {
+		if c, ok := s.Config.(*collate.Config); ok && c.BatchSize > 0 {
+			return c.BatchSize
+		}
+	}
+	return collate.DefaultBatchSize
+}
+
 // LoadEncoder reads the checkpoint folder dir: the flow it was trained with
-// (state.json) and the weights (model.safetensors).
+// (state.json) and the weights (model.safetensors). A folder that is not a
+// complete checkpoint, one of another format version, a flow this version
+// cannot read, or weights that are not those of the flow's encoder (a
+// tensor missing, or of another shape) are errors that say which.
 func LoadEncoder(dir string) (*Encoder, error) {
 	ck, err := sinks.ReadCheckpoint(dir)
 	if err != nil {
 		return nil, err
 	}
-	spec, err := pipeline.ParseSpec([]byte(ck.Info.Flow), dir+"/state.json", nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint %s: its flow: %w", dir, err)
+	written := fmt.Sprintf("written by contrastream %s, %s", ck.Info.Versions["contrastream"], ck.Info.Versions["go"])
+	if strings.TrimSpace(ck.Info.Flow) == "" {
+		return nil, fmt.Errorf("checkpoint %s: %s records no flow (%s), so the encoder it holds is unknown", dir, sinks.InfoFile, written)
 	}
-	e, err := NewEncoder(spec)
+	spec, err := pipeline.ParseSpec([]byte(ck.Info.Flow), filepath.Join(dir, sinks.InfoFile), nil, nil)
 	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: its flow (%s) does not parse in this version: %w", dir, written, err)
+	}
+	// The encoder's input shape: recorded by this version's checkpoints;
+	// for older ones, what the flow's data make (which must be readable).
+	var in *encode.Input
+	if s := ck.Info.Extra[inputKey]; s != "" {
+		var c, h, w int
+		if _, err := fmt.Sscanf(s, "%dx%dx%d", &c, &h, &w); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: %s: input %q is not CxHxW", dir, sinks.InfoFile, s)
+		}
+		in = &encode.Input{C: c, H: h, W: w}
+	}
+	e, err := newEncoder(spec, in)
+	if err != nil {
+		if in == nil {
+			return nil, fmt.Errorf("checkpoint %s: the encoder's input shape comes from its flow's data, which cannot be read: %w", dir, err)
+		}
 		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	if err := e.Weights.Load(&safetensors.File{Tensors: ck.Model}, ""); err != nil {
-		return nil, fmt.Errorf("checkpoint %s: %w", dir, err)
+		return nil, fmt.Errorf("checkpoint %s: %s does not hold the encoder its flow describes: %w", dir, sinks.ModelFile, err)
 	}
 	e.Checkpoint, e.Step = dir, ck.Info.Step
 	return e, nil
@@ -177,6 +345,12 @@ func LoadEncoder(dir string) (*Encoder, error) {
 // NewEncoder makes the encoder of spec, initialised from its seed as
 // training starts (the random-init baseline).
 func NewEncoder(spec *pipeline.Spec) (*Encoder, error) {
+	return newEncoder(spec, nil)
+}
+
+// newEncoder is NewEncoder for images of shape in, or of the shape the
+// flow's data make (PlanOf) when in is nil.
+func newEncoder(spec *pipeline.Spec, in *encode.Input) (*Encoder, error) {
 	var (
 		ecfg *encode.StageConfig
 		acfg augment.Config
@@ -192,11 +366,14 @@ func NewEncoder(spec *pipeline.Spec) (*Encoder, error) {
 	if ecfg == nil {
 		return nil, fmt.Errorf("flow %q has no encode stage", spec.Name)
 	}
-	plan, err := PlanOf(spec)
-	if err != nil {
-		return nil, err
+	if in == nil {
+		plan, err := PlanOf(spec)
+		if err != nil {
+			return nil, err
+		}
+		in = &encode.Input{C: plan.C, H: plan.H, W: plan.W}
 	}
-	w, err := encode.NewWeights(ecfg.Config, encode.Input{C: plan.C, H: plan.H, W: plan.W}, rand.New(rand.NewPCG(uint64(spec.Seed), 1)))
+	w, err := encode.NewWeights(ecfg.Config, *in, rand.New(rand.NewPCG(uint64(spec.Seed), 1)))
 	if err != nil {
 		return nil, err
 	}

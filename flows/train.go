@@ -237,6 +237,12 @@ func trainingKinds() []pipeline.Kind {
 			},
 		},
 		{
+			Name: "knn", Role: pipeline.RoleSink, Accepts: "step",
+			Doc:       "the kNN monitor: weighted-kNN accuracy of the encoder (eval mode, a copy of its weights) every N epochs, to eval.jsonl",
+			NewConfig: func() any { return &MonitorConfig{} },
+			Build:     buildMonitor,
+		},
+		{
 			Name: "checkpoint", Role: pipeline.RoleSink, Accepts: "step",
 			Doc:       "writes checkpoints (model.safetensors, state.safetensors, state.json) to the run folder",
 			NewConfig: func() any { return &CheckpointConfig{} },
@@ -315,6 +321,9 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 				return false, err
 			}
 			ctl.steps.Store(steps)
+			if mon, ok := env.Shared[sharedMonitor].(*monitor); ok {
+				mon.capture(steps, pool.Weights())
+			}
 			if ck, _ := env.Shared[sharedCkpt].(*checkpointer); ck != nil && ck.every > 0 && steps%int64(ck.every) == 0 {
 				if err := saveCheckpoint(env, ck.dir); err != nil {
 					return false, fmt.Errorf("checkpoint: %w", err)
@@ -326,6 +335,10 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 	}
 	return optim.Stage(opt, sched, hooks), nil
 }
+
+// inputKey is the key of state.json's extra that records the encoder's
+// input shape, CxHxW, so that evaluation needs no training data.
+const inputKey = "input"
 
 type checkpointer struct {
 	dir   string
@@ -372,7 +385,8 @@ func saveCheckpoint(env pipeline.BuildEnv, dir string) error {
 	plan, _ := env.Shared[sharedPlan].(Plan)
 	spec, _ := env.Shared[sharedSpec].(*pipeline.Spec)
 	steps := int64(opt.Steps())
-	info := sinks.CheckpointInfo{Step: steps, Seed: env.Seed}
+	info := sinks.CheckpointInfo{Step: steps, Seed: env.Seed,
+		Extra: map[string]string{inputKey: fmt.Sprintf("%dx%dx%d", plan.C, plan.H, plan.W)}}
 	if plan.Batches > 0 {
 		info.Epoch = int(steps / plan.Batches)
 		info.Offset = (steps % plan.Batches) * int64(plan.BatchSize)

@@ -26,7 +26,7 @@ func commands() []command {
 		{"preview", "[--data SRC] [--out FILE.png] [--n N]", "write a PNG grid of images beside their two augmented views", runPreview},
 		{"flows", "[NAME]", "list the prebuilt flows, or print one's YAML", runFlows},
 		{"bench", "[--flow NAME|FILE] [--mode step|flow|both] [--steps N] [--set a.b=c]...", "measure a training flow: step time, samples/s, encoder images/s, allocations, peak RSS, time per stage", runBench},
-		{"eval", "knn --checkpoint DIR | --random-init FLOW", "judge a frozen encoder: weighted kNN accuracy (train split as memory, test split as queries)", runEval},
+		{"eval", "knn|linear --checkpoint DIR | --random-init FLOW [--finetune --epochs E]", "judge an encoder: weighted kNN, linear probe, or fine-tune with a classifier (top-1 on the test split)", runEval},
 		{"embed", "--checkpoint DIR [--data SRC] --out FILE.parquet", "write every sample's embedding (raw backbone features) to a Parquet file", runEmbed},
 		{"neighbors", "--embeddings FILE.parquet (--index I | --query FILE.parquet) [--k 10]", "print the nearest rows of an embedding file by cosine similarity", runNeighbors},
 		{"report", "[--out DIR] RUN_DIR", "write an HTML report of a training run: curves, kNN accuracy, an embedding map, a retrieval grid", runReport},

@@ -105,6 +105,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if m := job.Last(); m != nil {
 			fmt.Fprintf(stdout, "; last loss %.4f", m.Loss)
 		}
+		if e := job.LastEval(); e != nil {
+			fmt.Fprintf(stdout, "; knn top-1 %.4f after epoch %d (k=%d, T=%g, %d queries; eval.jsonl)", e.KNNTop1, e.Epoch, e.K, e.T, e.NTest)
+		}
 		fmt.Fprintf(stdout, "\nrun folder: %s\n", *out)
 		if dir := job.CheckpointDir(); dir != "" && (err == nil || errors.Is(err, context.Canceled)) {
 			fmt.Fprintf(stdout, "checkpoint: %s (continue with --resume %s)\n", dir, dir)
@@ -133,7 +136,11 @@ func stepNote(job *flows.Job) string {
 	if m == nil {
 		return "starting"
 	}
-	return fmt.Sprintf("epoch %d/%d  loss %.4f  lr %.4f  %.0f samples/s", m.Epoch+1, job.Plan.Epochs, m.Loss, m.LR, m.SamplesPerSec)
+	note := fmt.Sprintf("epoch %d/%d  loss %.4f  lr %.4f  %.0f samples/s", m.Epoch+1, job.Plan.Epochs, m.Loss, m.LR, m.SamplesPerSec)
+	if e := job.LastEval(); e != nil {
+		note += fmt.Sprintf("  knn %.4f (epoch %d)", e.KNNTop1, e.Epoch)
+	}
+	return note
 }
 
 // stageShare is the progress line's note of the busiest stage.

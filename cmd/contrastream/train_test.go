@@ -18,6 +18,7 @@ var tinyMoCo = []string{
 	"--set", "source.path=builtin:test", "--set", "source.shards=50", "--set", "epochs=3",
 	"--set", "stages.augment.size=16", "--set", "stages.collate.batch_size=8", "--set", "stages.encode.hidden=16", "--set", "stages.encode.out=16",
 	"--set", "stages.queue.size=64", "--set", "stages.queue.dim=16",
+	"--set", "sinks.knn.test={path: builtin:test, shards: 50, shard: 1}", // the kNN monitor on 40 queries
 }
 
 // lines counts the lines of a file (0 when it is not there yet).
@@ -66,7 +67,7 @@ func TestTrainStopInterruptResume(t *testing.T) {
 	}
 
 	code, stdout, stderr = cli(t, "train", "-q", "--resume", ckDir)
-	if code != 0 || !strings.Contains(stdout, "flow moco: 15 steps") {
+	if code != 0 || !strings.Contains(stdout, "flow moco: 15 steps") || !strings.Contains(stdout, "knn top-1") || !strings.Contains(stdout, "after epoch 3") {
 		t.Fatalf("resumed train: code %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 	if ck, err := sinks.ReadCheckpoint(ckDir); err != nil || ck.Info.Step != 15 || ck.Info.Epoch != 3 {
