@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/chewxy/hm"
+	"github.com/contrastream/contrastream/stages/internal/vec"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -38,13 +39,20 @@ type batchNormOp struct {
 	batch        bool
 	mean, invStd []float32
 	out          *tensor.Dense
+	// seg holds each image's and channel's sum, sum of squared deviations
+	// from its own mean, and that mean, for the batch statistics.
+	seg []segStat
 
-	// dy masked by the ReLU, for the backward run st.gen.
-	masked  []float32
-	maskGen uint64
-	// dγ and dβ for the backward run st.gen.
-	dg, db  []float32
-	gradGen uint64
+	// dγ and dβ for the backward run st.gen, and their float64 sums.
+	dg, db   []float32
+	sdg, sdb []float64
+	gradGen  uint64
+}
+
+// segStat is the statistics of one image's H·W values of one channel.
+type segStat struct {
+	sum, sqDev float64
+	mean       float32
 }
 
 func newBatchNormOp(name string, st *runState, n, c, h, w int, relu bool, runMean, runVar []float32) *batchNormOp {
@@ -88,21 +96,13 @@ func (op *batchNormOp) Do(vs ...G.Value) (v G.Value, err error) {
 		return nil, fmt.Errorf("%s: training mode needs more than one value per channel, got %d (shard %d × %d positions)", op.id, m, op.n, op.hw)
 	}
 	op.batch = train
+	if train {
+		op.batchStats(x)
+	}
 	for c := 0; c < op.c; c++ {
 		var mean, v float64
 		if train {
-			var s float64
-			for n := 0; n < op.n; n++ {
-				s += sum(x[(n*op.c+c)*op.hw : (n*op.c+c+1)*op.hw])
-			}
-			mean = s / float64(m)
-			var ss float64
-			for n := 0; n < op.n; n++ {
-				ss += sumSqDev(x[(n*op.c+c)*op.hw:(n*op.c+c+1)*op.hw], float32(mean))
-			}
-			v = ss / float64(m)
-			op.runMean[c] = float32((1-op.momentum)*float64(op.runMean[c]) + op.momentum*mean)
-			op.runVar[c] = float32((1-op.momentum)*float64(op.runVar[c]) + op.momentum*ss/float64(m-1))
+			mean, v = op.batchMeanVar(c)
 		} else {
 			mean, v = float64(op.runMean[c]), float64(op.runVar[c])
 		}
@@ -116,19 +116,55 @@ func (op *batchNormOp) Do(vs ...G.Value) (v G.Value, err error) {
 			i := (n*op.c + c) * op.hw
 			a := gamma[c] * op.invStd[c]
 			b := beta[c] - op.mean[c]*a
-			xs, ys := x[i:i+op.hw], y[i:i+op.hw]
 			if op.relu {
-				for j, e := range xs {
-					ys[j] = max(e*a+b, 0)
-				}
+				vec.ScaleShiftReLU(y[i:i+op.hw], x[i:i+op.hw], a, b)
 			} else {
-				for j, e := range xs {
-					ys[j] = e*a + b
-				}
+				vec.ScaleShift(y[i:i+op.hw], x[i:i+op.hw], a, b)
 			}
 		}
 	}
 	return out, nil
+}
+
+// batchStats fills op.seg from x in one pass over memory: each image's
+// H·W values of a channel are summed, then (while in cache) their squared
+// deviations from their own mean.
+func (op *batchNormOp) batchStats(x []float32) {
+	if len(op.seg) != op.n*op.c {
+		op.seg = make([]segStat, op.n*op.c)
+	}
+	for s := range op.seg {
+		xs := x[s*op.hw : (s+1)*op.hw]
+		sum := sum(xs)
+		m := float32(sum / float64(op.hw))
+		op.seg[s] = segStat{sum: sum, sqDev: sumSqDev(xs, m), mean: m}
+	}
+}
+
+// batchMeanVar returns channel c's batch mean and biased variance from
+// op.seg, and moves the running statistics towards them. The squared
+// deviations of an image from the channel's mean μ are those from its own
+// mean m plus 2(m−μ)·Σ(x−m) + H·W·(m−μ)² (Chan et al.'s pairwise update),
+// in float64, added image by image in order.
+func (op *batchNormOp) batchMeanVar(c int) (mean, v float64) {
+	m := op.n * op.hw
+	var s float64
+	for n := 0; n < op.n; n++ {
+		s += op.seg[n*op.c+c].sum
+	}
+	mean = s / float64(m)
+	hw := float64(op.hw)
+	var ss float64
+	for n := 0; n < op.n; n++ {
+		g := op.seg[n*op.c+c]
+		d := float64(g.mean) - mean
+		ss += g.sqDev + 2*d*(g.sum-hw*float64(g.mean)) + hw*d*d
+	}
+	ss = max(ss, 0)
+	v = ss / float64(m)
+	op.runMean[c] = float32((1-op.momentum)*float64(op.runMean[c]) + op.momentum*mean)
+	op.runVar[c] = float32((1-op.momentum)*float64(op.runVar[c]) + op.momentum*ss/float64(m-1))
+	return mean, v
 }
 
 // DiffWRT is true for x, γ and β.
@@ -181,24 +217,6 @@ func (op *batchNormOp) DoDiff(ctx G.ExecutionContext, inputs G.Nodes, output *G.
 	return nil
 }
 
-// maskedDy returns dy' = dy·[y > 0] after a fused ReLU (dy itself
-// without one). Within one backward run (runState.gen ≠ 0) it is computed
-// once, for the three gradient ops.
-func (op *batchNormOp) maskedDy(y, dy []float32) []float32 {
-	if !op.relu {
-		return dy
-	}
-	if op.st != nil && op.st.gen != 0 && op.st.gen == op.maskGen && len(op.masked) == len(dy) {
-		return op.masked
-	}
-	m := scratch(&op.masked, len(dy))
-	reluMask(m, y, dy)
-	if op.st != nil {
-		op.maskGen = op.st.gen
-	}
-	return m
-}
-
 const (
 	bnGamma = iota
 	bnBeta
@@ -229,7 +247,7 @@ func (op *bnGradOp) Do(vs ...G.Value) (v G.Value, err error) {
 	if err != nil {
 		return nil, err
 	}
-	dg, db := f.paramGrads(in[0], f.maskedDy(in[1], in[2]))
+	dg, db := f.paramGrads(in[0], in[1], in[2])
 	out := buffer(&op.out, tensor.Shape{f.c})
 	if op.what == bnBeta {
 		copy(out.Float32s(), db)
@@ -240,23 +258,35 @@ func (op *bnGradOp) Do(vs ...G.Value) (v G.Value, err error) {
 }
 
 // paramGrads returns dγ (Σ dy'·x̂ per channel) and dβ (Σ dy' per channel)
-// for x and the masked dy', both from one pass over them, computed once
-// per backward run for the two ops that want them.
-func (op *batchNormOp) paramGrads(x, dy []float32) (dg, db []float32) {
+// for x, the output y and dy (dy' is dy masked by the fused ReLU, y > 0),
+// from one pass over them in memory order, computed once per backward run
+// for the two ops that want them. Each channel's sums over the images are
+// added in float64, image by image in order.
+func (op *batchNormOp) paramGrads(x, y, dy []float32) (dg, db []float32) {
 	if op.st != nil && op.st.gen != 0 && op.st.gen == op.gradGen && len(op.dg) == op.c {
 		return op.dg, op.db
 	}
 	dg, db = scratch(&op.dg, op.c), scratch(&op.db, op.c)
-	for c := 0; c < op.c; c++ {
-		var sg, sb float64
-		mean := op.mean[c]
-		for n := 0; n < op.n; n++ {
+	if len(op.sdg) != op.c {
+		op.sdg, op.sdb = make([]float64, op.c), make([]float64, op.c)
+	}
+	clear(op.sdg)
+	clear(op.sdb)
+	for n := 0; n < op.n; n++ {
+		for c := 0; c < op.c; c++ {
 			i := (n*op.c + c) * op.hw
-			g, b := dotDev(dy[i:i+op.hw], x[i:i+op.hw], mean)
-			sg += g
-			sb += b
+			var g, b float64
+			if op.relu {
+				g, b = vec.DotDevReLU(y[i:i+op.hw], dy[i:i+op.hw], x[i:i+op.hw], op.mean[c])
+			} else {
+				g, b = dotDev(dy[i:i+op.hw], x[i:i+op.hw], op.mean[c])
+			}
+			op.sdg[c] += g
+			op.sdb[c] += b
 		}
-		dg[c], db[c] = float32(sg)*op.invStd[c], float32(sb)
+	}
+	for c := range dg {
+		dg[c], db[c] = float32(op.sdg[c])*op.invStd[c], float32(op.sdb[c])
 	}
 	if op.st != nil {
 		op.gradGen = op.st.gen
@@ -264,85 +294,17 @@ func (op *batchNormOp) paramGrads(x, dy []float32) (dg, db []float32) {
 	return dg, db
 }
 
-// The per-channel sums of BatchNorm, each over one image's H·W values of
-// one channel. Each sums blocks of up to sumBlock values in float32 with
-// four accumulators (a single accumulator waits out the latency of every
-// add: four times slower) and adds the blocks in float64.
-const sumBlock = 1024
+// The sums of BatchNorm, each over one image's H·W values of one channel
+// (see package vec for their blocking and rounding).
 
 // sum returns Σx.
-func sum(x []float32) float64 {
-	var s float64
-	for len(x) > 0 {
-		b := x[:min(len(x), sumBlock)]
-		x = x[len(b):]
-		var s0, s1, s2, s3 float32
-		for len(b) >= 4 {
-			s0 += b[0]
-			s1 += b[1]
-			s2 += b[2]
-			s3 += b[3]
-			b = b[4:]
-		}
-		for _, e := range b {
-			s0 += e
-		}
-		s += float64((s0 + s1) + (s2 + s3))
-	}
-	return s
-}
+func sum(x []float32) float64 { return vec.Sum(x) }
 
 // sumSqDev returns Σ(x−mean)².
-func sumSqDev(x []float32, mean float32) float64 {
-	var s float64
-	for len(x) > 0 {
-		b := x[:min(len(x), sumBlock)]
-		x = x[len(b):]
-		var s0, s1, s2, s3 float32
-		for len(b) >= 4 {
-			d0, d1, d2, d3 := b[0]-mean, b[1]-mean, b[2]-mean, b[3]-mean
-			s0 += d0 * d0
-			s1 += d1 * d1
-			s2 += d2 * d2
-			s3 += d3 * d3
-			b = b[4:]
-		}
-		for _, e := range b {
-			s0 += (e - mean) * (e - mean)
-		}
-		s += float64((s0 + s1) + (s2 + s3))
-	}
-	return s
-}
+func sumSqDev(x []float32, mean float32) float64 { return vec.SumSqDev(x, mean) }
 
 // dotDev returns Σg·(x−mean) and Σg.
-func dotDev(g, x []float32, mean float32) (dot, sg float64) {
-	x = x[:len(g)]
-	for len(g) > 0 {
-		n := min(len(g), sumBlock)
-		b, xb := g[:n], x[:n]
-		g, x = g[n:], x[n:]
-		var d0, d1, d2, d3, t0, t1, t2, t3 float32
-		for len(b) >= 4 && len(xb) >= 4 {
-			d0 += b[0] * (xb[0] - mean)
-			d1 += b[1] * (xb[1] - mean)
-			d2 += b[2] * (xb[2] - mean)
-			d3 += b[3] * (xb[3] - mean)
-			t0 += b[0]
-			t1 += b[1]
-			t2 += b[2]
-			t3 += b[3]
-			b, xb = b[4:], xb[4:]
-		}
-		for j, e := range b {
-			d0 += e * (xb[j] - mean)
-			t0 += e
-		}
-		dot += float64((d0 + d1) + (d2 + d3))
-		sg += float64((t0 + t1) + (t2 + t3))
-	}
-	return dot, sg
-}
+func dotDev(g, x []float32, mean float32) (dot, sg float64) { return vec.DotDev(g, x, mean) }
 
 // bnGradInputOp is the gradient of a batchNormOp with respect to x. Inputs
 // x, y, dy, γ, dγ, dβ. With batch statistics
@@ -371,44 +333,38 @@ func (op *bnGradInputOp) Do(vs ...G.Value) (v G.Value, err error) {
 	if err != nil {
 		return nil, err
 	}
-	x, dy, gamma, dg, db := in[0], f.maskedDy(in[1], in[2]), in[3], in[4], in[5]
+	x, y, dy, gamma, dg, db := in[0], in[1], in[2], in[3], in[4], in[5]
 	out := buffer(&op.out, f.shape)
 	dx := out.Float32s()
 	invM := 1 / float32(f.n*f.hw)
 	for n := 0; n < f.n; n++ {
 		for c := 0; c < f.c; c++ {
 			i := (n*f.c + c) * f.hw
-			g := dy[i : i+f.hw]
 			a := gamma[c] * f.invStd[c]
-			d := dx[i : i+f.hw]
+			xs, ys, g, d := x[i:i+f.hw], y[i:i+f.hw], dy[i:i+f.hw], dx[i:i+f.hw]
 			if !f.batch {
+				if f.relu {
+					reluMask(d, ys, g)
+					g = d
+				}
 				for j, e := range g {
 					d[j] = a * e
 				}
 				continue
 			}
-			mean, inv := f.mean[c], f.invStd[c]
-			mb, mg := db[c]*invM, dg[c]*invM
-			for j, e := range x[i : i+f.hw] {
-				d[j] = a * (g[j] - mb - (e-mean)*inv*mg)
+			mb, k := db[c]*invM, f.invStd[c]*(dg[c]*invM)
+			if f.relu {
+				vec.BNGradInputReLU(d, ys, g, xs, a, mb, f.mean[c], k)
+			} else {
+				vec.BNGradInput(d, g, xs, a, mb, f.mean[c], k)
 			}
 		}
 	}
 	return out, nil
 }
 
-// reluMask sets m = dy·[y > 0], without a branch per element: y > 0 when
-// its bits, as an unsigned number, lie in [1, +Inf] (neither ±0, negative
-// nor NaN), and the compiler turns the integer select into a conditional
-// move. The masks of ReLU's outputs are as unpredictable as coin flips:
-// the float compare-and-branch it replaces ran 9 times slower.
-func reluMask(m, y, dy []float32) {
-	m, dy = m[:len(y)], dy[:len(y)]
-	for j, e := range y {
-		u := math.Float32bits(dy[j])
-		if math.Float32bits(e)-1 >= 0x7f800000 {
-			u = 0
-		}
-		m[j] = math.Float32frombits(u)
-	}
-}
+// reluMask sets m = dy·[y > 0]: dy where y > 0, else +0 (for ±0, a
+// negative y and NaN), without a branch per value. The masks of ReLU's
+// outputs are as unpredictable as coin flips: a float compare-and-branch
+// runs 9 times slower.
+func reluMask(m, y, dy []float32) { vec.ReluMask(m, y, dy) }

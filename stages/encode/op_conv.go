@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/chewxy/hm"
+	"github.com/contrastream/contrastream/stages/internal/vec"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -51,6 +52,10 @@ func (g convGeom) im2col(x, col []float32) {
 			for kx := 0; kx < g.k; kx++ {
 				row := col[r*g.cols() : (r+1)*g.cols()]
 				r++
+				if g.s == 1 && g.ow == g.w {
+					g.im2colSame(xc, row, ky, kx)
+					continue
+				}
 				for oy := 0; oy < g.oh; oy++ {
 					iy := oy*g.s + ky - g.p
 					out := row[oy*g.ow : (oy+1)*g.ow]
@@ -81,6 +86,50 @@ func (g convGeom) im2col(x, col []float32) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// sameSpan returns, for im2col's row (ky, kx) of a stride-1 convolution
+// whose output rows are as wide as its input's (OW = W, "same" padding),
+// the output rows [oy0, oy1) that lie inside the image and the columns
+// [lo, hi) that do. Within those rows the row's values are one contiguous
+// run of xc, starting at xc[start] for column 0 of row oy0, but for the
+// columns outside [lo, hi), which hold the neighbouring rows' ends.
+func (g convGeom) sameSpan(ky, kx int) (oy0, oy1, lo, hi, start int) {
+	oy0, oy1 = max(0, g.p-ky), min(g.oh, g.h+g.p-ky)
+	lo, hi = max(0, g.p-kx), min(g.ow, g.w+g.p-kx)
+	start = (oy0+ky-g.p)*g.w + kx - g.p
+	return oy0, oy1, lo, hi, start
+}
+
+// im2colSame is im2col's row (ky, kx) for stride 1 and OW = W: one copy
+// of the contiguous run, then zeros in the padding.
+func (g convGeom) im2colSame(xc, row []float32, ky, kx int) {
+	oy0, oy1, lo, hi, start := g.sameSpan(ky, kx)
+	if oy1 <= oy0 || hi <= lo {
+		clear(row)
+		return
+	}
+	clear(row[:oy0*g.ow])
+	clear(row[oy1*g.ow:])
+	run := row[oy0*g.ow : oy1*g.ow]
+	end := len(run) - (g.ow - hi)
+	copy(run[lo:end], xc[start+lo:start+end])
+	g.clearPadding(run, lo, hi)
+}
+
+// clearPadding zeroes the columns outside [lo, hi) of each OW-wide row of
+// run: a few values a row, stored one by one (clear would call memclr
+// for each).
+func (g convGeom) clearPadding(run []float32, lo, hi int) {
+	for o := 0; o+g.ow <= len(run); o += g.ow {
+		r := run[o : o+g.ow]
+		for j := 0; j < lo; j++ {
+			r[j] = 0
+		}
+		for j := hi; j < len(r); j++ {
+			r[j] = 0
 		}
 	}
 }
@@ -118,7 +167,8 @@ func (g convGeom) im2row(x, row []float32) {
 }
 
 // col2im adds the columns col back into one C×H×W image dx: the adjoint
-// of im2col.
+// of im2col. For stride 1 and OW = W it sets col's padding entries (which
+// im2col sets to 0) to 0 on the way: col is scratch.
 func (g convGeom) col2im(col, dx []float32) {
 	hw := g.h * g.w
 	r := 0
@@ -128,6 +178,20 @@ func (g convGeom) col2im(col, dx []float32) {
 			for kx := 0; kx < g.k; kx++ {
 				row := col[r*g.cols() : (r+1)*g.cols()]
 				r++
+				if g.s == 1 && g.ow == g.w {
+					// One add of the contiguous run, whose padding
+					// entries (which land on the neighbouring rows'
+					// ends) are zeroed first.
+					oy0, oy1, lo, hi, start := g.sameSpan(ky, kx)
+					if oy1 <= oy0 || hi <= lo {
+						continue
+					}
+					run := row[oy0*g.ow : oy1*g.ow]
+					g.clearPadding(run, lo, hi)
+					end := len(run) - (g.ow - hi)
+					vec.Add(dc[start+lo:start+end], run[lo:end])
+					continue
+				}
 				for oy := 0; oy < g.oh; oy++ {
 					iy := oy*g.s + ky - g.p
 					if iy < 0 || iy >= g.h {
@@ -140,10 +204,7 @@ func (g convGeom) col2im(col, dx []float32) {
 						if hi <= lo {
 							continue
 						}
-						o := out[lo+kx-g.p : hi+kx-g.p]
-						for i, v := range in[lo:hi] {
-							o[i] += v
-						}
+						vec.Add(out[lo+kx-g.p:hi+kx-g.p], in[lo:hi])
 						continue
 					}
 					for ox, v := range in {

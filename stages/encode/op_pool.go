@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/chewxy/hm"
+	"github.com/contrastream/contrastream/stages/internal/vec"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -63,7 +64,10 @@ func (op *maxPoolOp) Do(vs ...G.Value) (v G.Value, err error) {
 		op.idx = make([]int32, len(y))
 	}
 	if op.k == 2 {
-		op.pool2(x, y)
+		// Branch-free (the compares of a max-pool are as unpredictable
+		// as coin flips: branches on them cost more than the rest of the
+		// op), with the results of the loop below.
+		vec.MaxPool2(y, op.idx, x, op.n*op.c, op.h, op.w, 0)
 		return out, nil
 	}
 	o := 0
@@ -87,42 +91,6 @@ func (op *maxPoolOp) Do(vs ...G.Value) (v G.Value, err error) {
 		}
 	}
 	return out, nil
-}
-
-// pool2 is Do's loop for 2×2 windows, without a branch per value: the
-// index picks are conditional moves and the values come from max, which
-// propagates NaN as the general loop does. Ties keep the first position in
-// row-major order, as there. The compares of a max-pool are as
-// unpredictable as coin flips; branches on them cost more than the rest
-// of the op.
-func (op *maxPoolOp) pool2(x, y []float32) {
-	o := 0
-	for p := 0; p < op.n*op.c; p++ {
-		base := p * op.h * op.w
-		for oy := 0; oy < op.oh; oy++ {
-			r0 := base + 2*oy*op.w
-			r1 := r0 + op.w
-			top, bot := x[r0:r0+2*op.ow], x[r1:r1+2*op.ow]
-			ys, idx := y[o:o+op.ow], op.idx[o:o+op.ow]
-			for ox := range ys {
-				a, b, c, d := top[2*ox], top[2*ox+1], bot[2*ox], bot[2*ox+1]
-				i := r0 + 2*ox
-				if b > a {
-					i++
-				}
-				j := r1 + 2*ox
-				if d > c {
-					j++
-				}
-				m1, m2 := max(a, b), max(c, d)
-				if m2 > m1 {
-					i = j
-				}
-				ys[ox], idx[ox] = max(m1, m2), int32(i)
-			}
-			o += op.ow
-		}
-	}
 }
 
 // DiffWRT is true for x.
@@ -178,6 +146,12 @@ func (op *maxPoolGradOp) Do(vs ...G.Value) (v G.Value, err error) {
 	}
 	out := buffer(&op.out, f.xShape())
 	dx := out.Float32s()
+	if f.k == 2 {
+		// The windows do not overlap: write each one whole, rather than
+		// clear dx and scatter.
+		vec.MaxPool2Grad(dx, dy, f.idx, f.n*f.c, f.h, f.w, 0)
+		return out, nil
+	}
 	clear(dx)
 	for o, g := range dy {
 		dx[f.idx[o]] += g
