@@ -22,6 +22,11 @@ import (
 // counted, not to stop the flow. So is a file an image folder did not read
 // because it is over the folder's byte limit.
 //
+// The common PNGs (8-bit gray, gray+alpha, RGB or RGBA, not interlaced)
+// take a fast path that allocates little but the image, with a pooled zlib
+// reader; it returns what image/png would (see decodePNG). Every other file
+// is decoded by image/png or image/jpeg.
+//
 // Decode is safe for concurrent use; it is meant to run inside the
 // augmentation pool, so that decoding runs in parallel.
 func Decode(s pipeline.Sample, maxPixels int) (image.Image, error) {
@@ -63,6 +68,11 @@ func decode(s pipeline.Sample, maxPixels int) (img image.Image, format string, e
 			img, err = nil, pipeline.Skip(s.Origin, fmt.Errorf("corrupt image: decoder panicked: %v", r))
 		}
 	}()
+	// The common PNGs take a fast path that allocates little but the image;
+	// every other file, and every PNG it does not take, goes on below.
+	if img, ok := decodePNG(s.Encoded, maxPixels); ok {
+		return img, "png", nil
+	}
 	cfg, name, err := image.DecodeConfig(bytes.NewReader(s.Encoded))
 	if name != "" {
 		format = name
