@@ -1,0 +1,208 @@
+package encode
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/contrastream/contrastream/pipeline"
+	"github.com/contrastream/contrastream/sinks/safetensors"
+)
+
+const vitVectors = "testdata/vit_tiny.safetensors"
+
+// TestViTVectors checks the features, the projection and the gradient of
+// every parameter against PyTorch's (testdata/vit_tiny.safetensors), and
+// that the weights' names and shapes are exactly the file's param.*.
+func TestViTVectors(t *testing.T) {
+	f, err := safetensors.Read(vitVectors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := f.Tensors["input"]
+	w, err := NewWeights(Config{Arch: ViT}, Input{C: in.Shape[1], H: in.Shape[2], W: in.Shape[3]}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Load(f, "param."); err != nil {
+		t.Fatal(err)
+	}
+	var params int
+	for name := range f.Tensors {
+		if strings.HasPrefix(name, "param.") {
+			params++
+			if w.Tensor(strings.TrimPrefix(name, "param.")) == nil {
+				t.Errorf("the file's %s is not a parameter of ours", name)
+			}
+		}
+	}
+	if params != len(w.Params) || len(w.Buffers) != 0 {
+		t.Errorf("%d params and %d buffers, the file has %d params", len(w.Params), len(w.Buffers), params)
+	}
+	r, err := NewReplica(w, in.Shape[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	const tol = 1e-4
+	check := func(name string, got []float32, log bool) {
+		t.Helper()
+		want, err := f.F32(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := relErr(got, want)
+		if log {
+			t.Logf("%-32s rel err %.2e", name, e)
+		}
+		if e > tol || math.IsNaN(e) {
+			t.Errorf("%s: relative error %.3g > %g", name, e, tol)
+		}
+	}
+	// The first pass is logged; the others (eval mode, which is the same
+	// without BatchNorm, and a rerun) must agree as well.
+	for i, mode := range []Mode{Train, Eval, Train} {
+		feats, proj, err := r.Forward(in.F32, mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Backward(f.Tensors["upstream_grad"].F32); err != nil {
+			t.Fatal(err)
+		}
+		check("features", feats, i == 0)
+		check("projection", proj, i == 0)
+		for _, p := range r.Params() {
+			check("grad."+p.Name, p.Grad, i == 0)
+		}
+	}
+}
+
+func TestViTConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cfg   Config
+		in    Input
+		field string // "" for no error
+		want  string
+	}{
+		{"defaults", Config{Arch: ViT}, Input{1, 28, 28}, "", ""},
+		{"patch 4 on 32×32×3", Config{Arch: ViT, Patch: 4, Width: 48, Heads: 3, Depth: 1, MLP: 96}, Input{3, 32, 32}, "", ""},
+		{"patch does not divide", Config{Arch: ViT, Patch: 5}, Input{1, 28, 28}, "patch", "does not divide the 28×28"},
+		{"patch does not divide one side", Config{Arch: ViT, Patch: 4}, Input{1, 28, 30}, "patch", "2"},
+		{"heads do not divide width", Config{Arch: ViT, Heads: 3}, Input{1, 28, 28}, "heads", "divide the width 64"},
+		{"negative depth", Config{Arch: ViT, Depth: -1}, Input{1, 28, 28}, "depth", ""},
+		{"width too large", Config{Arch: ViT, Width: MaxViTWidth + 1}, Input{1, 28, 28}, "width", ""},
+		{"mlp for convnet-s", Config{MLP: 3}, Input{1, 28, 28}, "mlp", "vit only"},
+		{"patch for resnet18", Config{Arch: ResNet18, Patch: 4}, Input{1, 28, 28}, "patch", "vit only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := NewWeights(tc.cfg, tc.in, nil)
+			if tc.field == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if w.Features() != w.Config().Width {
+					t.Errorf("features %d, width %d", w.Features(), w.Config().Width)
+				}
+				return
+			}
+			var fe *pipeline.FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.field || !strings.Contains(fe.Msg, tc.want) {
+				t.Errorf("NewWeights = %v, want a FieldError on %q mentioning %q", err, tc.field, tc.want)
+			}
+		})
+	}
+}
+
+// TestViTInit checks the initial weights' statistics and NoDecay marks.
+func TestViTInit(t *testing.T) {
+	w, err := NewWeights(Config{Arch: ViT}, Input{1, 28, 28}, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int
+	for _, p := range w.Params {
+		total += len(p.Data)
+		weight := strings.HasSuffix(p.Name, ".weight")
+		norm := strings.Contains(p.Name, "norm")
+		wantNoDecay := !weight || norm
+		if p.NoDecay != wantNoDecay {
+			t.Errorf("%s: NoDecay %v, want %v", p.Name, p.NoDecay, wantNoDecay)
+		}
+		var s, ss float64
+		for _, e := range p.Data {
+			s += float64(e)
+			ss += float64(e) * float64(e)
+		}
+		mean, std := s/float64(len(p.Data)), math.Sqrt(ss/float64(len(p.Data)))
+		switch {
+		case norm && weight:
+			if mean != 1 || std != 1 {
+				t.Errorf("%s: not all ones", p.Name)
+			}
+		case p.Name == "patch_embed.weight" || p.Name == "patch_embed.bias":
+			if b := 1 / math.Sqrt(49); std > b || std < b/3 {
+				t.Errorf("%s: rms %g, want PyTorch's uniform ±%g", p.Name, std, b)
+			}
+		case weight || p.Name == "cls_token" || p.Name == "pos_embed":
+			if len(p.Data) >= 1000 && math.Abs(std-vitInitStd) > 0.002 {
+				t.Errorf("%s: std %g, want %g", p.Name, std, vitInitStd)
+			}
+		default: // biases
+			if std != 0 {
+				t.Errorf("%s: not zero", p.Name)
+			}
+		}
+	}
+	t.Logf("%d parameters", total)
+	if total != 96256 {
+		t.Errorf("%d parameters, want 96,256", total)
+	}
+}
+
+// BenchmarkViTStep is one training step of the tiny vit (the defaults: patch
+// 7, width 64, depth 2, heads 4, mlp 128) on a shard of 256 28×28 gray
+// images, as BenchmarkStep for convnet-s; cmd/reference/vit_reference.py
+// times the same in PyTorch.
+func BenchmarkViTStep(b *testing.B) {
+	const n = 256
+	in := Input{C: 1, H: 28, W: 28}
+	w, err := NewWeights(Config{Arch: ViT}, in, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := NewReplica(w, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := make([]float32, n*in.Len())
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	g := make([]float32, n*w.Out())
+	for i := range g {
+		g[i] = float32(rng.NormFloat64()) / n
+	}
+	if _, _, err := r.Forward(x, Train); err != nil {
+		b.Fatal(err)
+	}
+	if err := r.Backward(g); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, _, err := r.Forward(x, Train); err != nil {
+			b.Fatal(err)
+		}
+		if err := r.Backward(g); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/step")
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "images/s")
+}
