@@ -236,22 +236,27 @@ func newLinear(name string, st *runState, m, k, o int) *layerOp {
 
 // newGELU is PyTorch's exact nn.GELU (approximate='none'),
 // y = x·Φ(x) = x/2·(1 + erf(x/√2)), on an m×k matrix. The forward pass
-// keeps the derivative Φ(x) + x·φ(x) for the gradient dx = dy·y'(x).
+// keeps Φ(x) for the gradient dx = dy·(Φ(x) + x·φ(x)), so that each pass
+// evaluates one transcendental function per value (erf forward, exp
+// backward).
 func newGELU(name string, st *runState, m, k int) *layerOp {
 	s := tensor.Shape{m, k}
-	deriv := make([]float32, m*k)
+	cdf := make([]float32, m*k)
 	op := newLayerOp("gelu", name, st, func(in [][]float32, out []float32) {
 		for i, e := range in[0] {
 			x := float64(e)
-			cdf := 0.5 * (1 + math.Erf(x/math.Sqrt2))
-			out[i] = float32(x * cdf)
-			deriv[i] = float32(cdf + x*math.Exp(-0.5*x*x)/math.Sqrt(2*math.Pi))
+			c := 0.5 * (1 + math.Erf(x/math.Sqrt2))
+			out[i] = float32(x * c)
+			cdf[i] = float32(c)
 		}
 	}, s, s)
 	op.grads = func() []gradSpec {
 		return []gradSpec{{newFnOp("gelu.dx", name, func(in [][]float32, dx []float32) {
+			const invSqrt2Pi = 0.3989422804014327
+			x := in[0]
 			for i, g := range in[1] {
-				dx[i] = g * deriv[i]
+				e := float64(x[i])
+				dx[i] = g * float32(float64(cdf[i])+e*math.Exp(-0.5*e*e)*invSqrt2Pi)
 			}
 		}, s, s, s), []int{0, argGrad}}}
 	}
