@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -205,4 +206,74 @@ func BenchmarkViTStep(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/step")
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "images/s")
+}
+
+// TestViTShardSizes checks that one replica over 96 images gives the
+// features, projection and gradients of 96 replicas of one image (summed),
+// so that the large matrix products (gonum's parallel SGEMM) and the
+// per-image ones agree.
+func TestViTShardSizes(t *testing.T) {
+	const n = 96
+	in := Input{C: 1, H: 28, W: 28}
+	w, err := NewWeights(Config{Arch: ViT}, in, rand.New(rand.NewPCG(5, 6)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	x, g := make([]float32, n*in.Len()), make([]float32, n*w.Out())
+	randn(rng, x)
+	randn(rng, g)
+	big, err := NewReplica(w, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	one, err := NewReplica(w, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	feats, proj, err := big.Forward(x, Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feats, proj = slices.Clone(feats), slices.Clone(proj)
+	if err := big.Backward(g); err != nil {
+		t.Fatal(err)
+	}
+	sum := make([][]float32, len(big.Params()))
+	for i, p := range big.Params() {
+		sum[i] = make([]float32, len(p.Grad))
+	}
+	f1, p1 := make([]float32, 0, len(feats)), make([]float32, 0, len(proj))
+	for i := 0; i < n; i++ {
+		f, p, err := one.Forward(x[i*in.Len():(i+1)*in.Len()], Train)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f1, p1 = append(f1, f...), append(p1, p...)
+		if err := one.Backward(g[i*w.Out() : (i+1)*w.Out()]); err != nil {
+			t.Fatal(err)
+		}
+		for j, q := range one.Params() {
+			for k, e := range q.Grad {
+				sum[j][k] += e
+			}
+		}
+	}
+	if e := relErr(feats, f1); e > 1e-5 {
+		t.Errorf("features differ by %.3g", e)
+	}
+	if e := relErr(proj, p1); e > 1e-5 {
+		t.Errorf("projection differs by %.3g", e)
+	}
+	var worst float64
+	for i, p := range big.Params() {
+		e := relErr(p.Grad, sum[i])
+		worst = math.Max(worst, e)
+		if e > 1e-4 {
+			t.Errorf("grad %s differs by %.3g", p.Name, e)
+		}
+	}
+	t.Logf("worst gradient difference %.2e", worst)
 }
