@@ -277,3 +277,40 @@ func TestViTShardSizes(t *testing.T) {
 	}
 	t.Logf("worst gradient difference %.2e", worst)
 }
+
+// TestViTPool runs vit in a Pool (MoCo's key encoder, and both views
+// through the encoder), which has no running statistics to keep: its
+// steps must be those of separate replicas, one per shard, and with no
+// BatchNorm the replica count must not change them.
+func TestViTPool(t *testing.T) {
+	in := Input{C: 1, H: 8, W: 8}
+	cfg := Config{Arch: ViT, Patch: 4, Width: 16, Heads: 2, Depth: 1, MLP: 32, Hidden: 16, Out: 8}
+	for _, key := range []bool{true, false} {
+		t.Run(map[bool]string{true: "moco", false: "two-view"}[key], func(t *testing.T) {
+			var first stepResult
+			for i, replicas := range []int{1, 2} {
+				w, err := NewWeights(cfg, in, rand.New(rand.NewPCG(3, 3)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				p := newPool(t, w, poolN, replicas, key)
+				if err := p.SyncBuffers(); err != nil {
+					t.Fatal(err)
+				}
+				if err := p.LoadBuffers(); err != nil {
+					t.Fatal(err)
+				}
+				b := poolBatch(poolN, in, 21)
+				g := poolGrads(poolN, w.Out(), 31)
+				want := separateShards(t, w, p.KeyWeights(), b, g, replicas)
+				got := poolStep(t, p, b, g)
+				checkResults(t, got, want, w.Params, 1e-5)
+				if i == 0 {
+					first = got
+				} else {
+					checkResults(t, got, first, w.Params, 1e-5)
+				}
+			}
+		})
+	}
+}
