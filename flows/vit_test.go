@@ -13,7 +13,7 @@ import (
 )
 
 // vitSets make moco-vit small: the tiny data (16×16 views, so patch 4),
-// a 16-key queue of dimension 16, and a warm-up that fits in 5 steps.
+// a 64-key queue of dimension 16, and a warm-up that fits in 5 steps.
 func vitSets(extra ...string) []string {
 	return tinySets("moco-vit", append([]string{"stages.encode.patch=4", "stages.queue.size=64", "stages.queue.dim=16",
 		"stages.optimize.schedule.warmup_steps=2"}, extra...)...)
@@ -36,8 +36,8 @@ func TestMoCoViTTrainsAndCheckpoints(t *testing.T) {
 			t.Errorf("step %d: loss %v", s.Step, s.Loss)
 		}
 	}
-	if lr := steps[0].LR; math.Abs(lr-0.5e-3) > 1e-9 {
-		t.Errorf("first step's lr %v, want 0.0005 (half of the warm-up's 2 steps)", lr)
+	if lr := steps[0].LR; math.Abs(lr-0.5e-4) > 1e-12 {
+		t.Errorf("first step's lr %v, want 5e-05 (the first of the warm-up's 2 steps to 1e-4)", lr)
 	}
 	ck := readCheckpoint(t, job.CheckpointDir())
 	for name, shape := range map[string][]int{
