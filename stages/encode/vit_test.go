@@ -314,3 +314,27 @@ func TestViTPool(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkViTPoolStep is BenchmarkViTStep's 256 images as the training
+// flows run them: a Pool of two replicas (the two views of 128 samples,
+// one per replica, run at once), forward then backward and the sum of
+// the replicas' gradients.
+func BenchmarkViTPoolStep(b *testing.B) {
+	const n = 128 // samples; two views each
+	in := Input{C: 1, H: 28, W: 28}
+	w, err := NewWeights(Config{Arch: ViT}, in, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := newPool(b, w, n, 2, false)
+	batch := poolBatch(n, in, 5)
+	g := poolGrads(n, w.Out(), 6)
+	poolStep(b, p, batch, g)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		poolStep(b, p, batch, g)
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/step")
+	b.ReportMetric(float64(2*n*b.N)/b.Elapsed().Seconds(), "images/s")
+}
