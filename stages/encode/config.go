@@ -17,6 +17,12 @@ const (
 	// 4·Width and 8·Width channels, a global average pool to 8·Width
 	// features, and the projection head.
 	ResNet18 = "resnet18"
+	// ViT is a small Vision Transformer (vit.go): a strided-convolution
+	// patch embedding of Width dimensions, a class token and learned
+	// position embeddings, Depth pre-norm Transformer blocks of Heads
+	// heads and an MLP of MLP units, a final LayerNorm, and the class token
+	// as the Width features, then the projection head.
+	ViT = "vit"
 )
 
 // Defaults and bounds of Config and Input.
@@ -64,14 +70,39 @@ type Config struct {
 	// Width is resnet18's base width, in [1, MaxResNetWidth]: the channels
 	// of its stem and layer1, doubled by each of layer2, layer3 and layer4
 	// (so 8·Width features). Default 64, the standard network; smaller
-	// widths give the same topology at a fraction of the cost. convnet-s
-	// has fixed widths: Width must be 0 for it.
+	// widths give the same topology at a fraction of the cost. For vit it
+	// is the embedding width (and the features' size), in
+	// [1, MaxViTWidth], a multiple of Heads; default 64. convnet-s has
+	// fixed widths: Width must be 0 for it.
 	Width int `yaml:"width"`
+	// Patch is vit's patch size: the image is cut into Patch×Patch
+	// patches, so Patch must divide the image's height and width. Default
+	// 7 (16 patches of a 28×28 image). vit only.
+	Patch int `yaml:"patch"`
+	// Depth is vit's number of Transformer blocks, in [1, MaxViTDepth].
+	// Default 2. vit only.
+	Depth int `yaml:"depth"`
+	// Heads is vit's number of attention heads, dividing Width. Default
+	// 4. vit only.
+	Heads int `yaml:"heads"`
+	// MLP is the hidden width of vit's MLPs, in [1, MaxWidth]. Default
+	// 128. vit only.
+	MLP int `yaml:"mlp"`
 }
 
 // Validate reports the first impossible value as a *pipeline.FieldError
 // naming the field as the flow's YAML spells it. The zero Config is valid.
 func (c Config) Validate() error {
+	if c.Arch != ViT {
+		for _, f := range []struct {
+			name string
+			v    int
+		}{{"patch", c.Patch}, {"depth", c.Depth}, {"heads", c.Heads}, {"mlp", c.MLP}} {
+			if f.v != 0 {
+				return &pipeline.FieldError{Field: f.name, Msg: fmt.Sprintf("applies to %s only, got %d", ViT, f.v)}
+			}
+		}
+	}
 	switch c.Arch {
 	case "", ConvNetS:
 		if c.Width != 0 {
@@ -81,8 +112,12 @@ func (c Config) Validate() error {
 		if c.Width < 0 || c.Width > MaxResNetWidth {
 			return &pipeline.FieldError{Field: "width", Msg: fmt.Sprintf("must be in [1, %d] (0: %d), got %d", MaxResNetWidth, DefaultResNetWidth, c.Width)}
 		}
+	case ViT:
+		if err := c.validateViT(); err != nil {
+			return err
+		}
 	default:
-		return &pipeline.FieldError{Field: "arch", Msg: fmt.Sprintf("unknown architecture %q (known: %q, %q)", c.Arch, ConvNetS, ResNet18)}
+		return &pipeline.FieldError{Field: "arch", Msg: fmt.Sprintf("unknown architecture %q (known: %q, %q, %q)", c.Arch, ConvNetS, ResNet18, ViT)}
 	}
 	if c.Hidden < 0 || c.Hidden > MaxWidth {
 		return &pipeline.FieldError{Field: "hidden", Msg: fmt.Sprintf("must be in [1, %d] (0: %d), got %d", MaxWidth, DefaultHidden, c.Hidden)}
@@ -106,6 +141,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Arch == ResNet18 && c.Width == 0 {
 		c.Width = DefaultResNetWidth
+	}
+	if c.Arch == ViT {
+		c = c.vitDefaults()
 	}
 	return c
 }

@@ -3,10 +3,13 @@
 //
 // # convnet-s
 //
-// Two architectures: convnet-s (arch: convnet-s, the default), the
+// Three architectures: convnet-s (arch: convnet-s, the default), the
 // reference encoder of cmd/reference/torch_reference.py, checked against
-// PyTorch's values in testdata/convnet_s.safetensors, and a CIFAR-style
-// ResNet-18 (arch: resnet18; see resnet.go) for larger images. convnet-s:
+// PyTorch's values in testdata/convnet_s.safetensors; a CIFAR-style
+// ResNet-18 (arch: resnet18; see resnet.go) for larger images; and a small
+// Vision Transformer (arch: vit; see vit.go), checked against
+// testdata/vit_tiny.safetensors, which has no BatchNorm and so no
+// Buffers. convnet-s:
 //
 //	input N×C×H×W (C = 1 or 3)
 //	backbone.0  conv3x3, pad 1, no bias, C→32   backbone.1  BatchNorm2d(32)  ReLU  max-pool 2
@@ -74,6 +77,15 @@
 //     output again); this package's ops own their buffers, allocated once.
 //   - MaxPool2D is correct but allocates its output, indices and gradient
 //     every run.
+//
+// vit's ops (patch embedding, LayerNorm, Linear, multi-head attention,
+// GELU, the residual sum, the class token) are this package's own as well
+// (vit_ops.go: a function of the inputs into an owned buffer, and its
+// gradient ops), checked against central differences and DoDiff in the
+// same tests; gorgonia has no LayerNorm or exact GELU, and its reshapes,
+// transposes and batched products would copy each head and allocate
+// every run. Every matrix product of every op goes through sgemm
+// (blas.go).
 //
 // The head uses gorgonia's own Mul, Transpose, BroadcastAdd and Rectify.
 // (gorgonia's Rectify passes the gradient at exactly 0, PyTorch's ReLU

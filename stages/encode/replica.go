@@ -114,6 +114,8 @@ func NewReplica(w *Weights, n int) (r *Replica, err error) {
 	nb := &netBuilder{st: r.st, n: n, param: paramNodes, buf: buf}
 	h := &act{node: xNode, c: in.C, h: in.H, w: in.W}
 	switch w.Config().Arch {
+	case ViT:
+		r.featNode, err = nb.vit(h, w.Config()) // its features: the class token
 	case ResNet18:
 		h, err = nb.resnet18(h, w.Config().Width)
 	default:
@@ -122,7 +124,9 @@ func NewReplica(w *Weights, n int) (r *Replica, err error) {
 	if err != nil {
 		return nil, err
 	}
-	r.featNode = G.Must(G.ApplyOp(newGAPOp("features", r.st, n, h.c, h.h, h.w), h.node))
+	if r.featNode == nil {
+		r.featNode = G.Must(G.ApplyOp(newGAPOp("features", r.st, n, h.c, h.h, h.w), h.node))
+	}
 	// The head, in gorgonia's own ops: y = x·Wᵀ + b (PyTorch's Linear).
 	linear := func(x *G.Node, name string) *G.Node {
 		y := G.Must(G.Mul(x, G.Must(G.Transpose(paramNodes[name+".weight"]))))

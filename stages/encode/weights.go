@@ -115,6 +115,11 @@ func NewWeights(cfg Config, in Input, rng *rand.Rand) (*Weights, error) {
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Arch == ViT {
+		if err := cfg.withDefaults().vitInput(in); err != nil {
+			return nil, fmt.Errorf("encode: %w", err)
+		}
+	}
 	if rng == nil {
 		rng = rand.New(rand.NewPCG(0, 0))
 	}
@@ -127,6 +132,8 @@ func NewWeights(cfg Config, in Input, rng *rand.Rand) (*Weights, error) {
 		}
 	}
 	switch cfg.Arch {
+	case ViT:
+		w.vitParams(in, uniform, rng)
 	case ResNet18:
 		w.resnet18Params(in.C, uniform)
 	default:
@@ -138,8 +145,12 @@ func NewWeights(cfg Config, in Input, rng *rand.Rand) (*Weights, error) {
 	}{{head0, w.Features(), cfg.Hidden}, {head2, cfg.Hidden, cfg.Out}} {
 		lw := newTensor(l.name+".weight", false, l.out, l.in)
 		lb := newTensor(l.name+".bias", true, l.out)
-		uniform(lw, l.in)
-		uniform(lb, l.in)
+		if cfg.Arch == ViT {
+			truncNormal(lw, rng) // timm's init of every Linear; bias 0
+		} else {
+			uniform(lw, l.in)
+			uniform(lb, l.in)
+		}
 		w.Params = append(w.Params, lw, lb)
 	}
 	return w, nil
@@ -173,10 +184,14 @@ func (w *Weights) Config() Config { return w.cfg }
 func (w *Weights) Input() Input { return w.in }
 
 // Features is the size of the encoder's features (the representation
-// before the head): 128 for convnet-s, 8·Width (512) for resnet18.
+// before the head): 128 for convnet-s, 8·Width (512) for resnet18, Width
+// (64) for vit.
 func (w *Weights) Features() int {
-	if w.cfg.Arch == ResNet18 {
+	switch w.cfg.Arch {
+	case ResNet18:
 		return resnet18Features(w.cfg.Width)
+	case ViT:
+		return w.cfg.Width
 	}
 	return convnetSFeatures
 }
