@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -37,7 +38,19 @@ func commands() []command {
 // exit code is 2.
 var errUsage = errors.New("usage")
 
+// gcPercent is the garbage collector's target when GOGC is not set. Most
+// of a training process's heap is long-lived (the replicas' activations
+// and gradients, hundreds of MB) while a step makes a few MB of garbage,
+// so Go's default of 100 (collect when the heap doubles) lets the process
+// grow by the size of those buffers. At 25, one epoch of simclr on the
+// built-in data with its kNN monitor peaked at 759 MB instead of 929 MB,
+// in the same time (/usr/bin/time -f %M).
+const gcPercent = 25
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
