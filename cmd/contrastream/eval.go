@@ -20,7 +20,8 @@ const evalUsage = `Usage: contrastream eval knn    --checkpoint DIR | --random-i
 Judge an encoder by what its features do on a labeled test split:
   knn      weighted kNN (k 200, T 0.1): the train split's features as memory
   linear   linear probe: frozen encoder, standardised features, softmax
-           regression by full-batch Adam (lr 0.01, wd 1e-4, 300 iterations);
+           regression by full-batch Adam (lr 0.01, wd 1e-4) until the loss
+           stops falling (--iterations 300: the reference's fixed count);
            with --finetune, the encoder is trained with the classifier by
            cross-entropy (with --random-init: the supervised baseline)
 
@@ -151,7 +152,7 @@ func runKNN(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 func runLinear(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, ef := newEvalFlags("linear", stderr)
-	iters := fs.Int("iterations", eval.DefaultLinearIterations, "probe: full-batch Adam steps")
+	iters := fs.Int("iterations", 0, "probe: full-batch Adam steps (0: until the loss stops falling; the PyTorch reference runs 300)")
 	lr := fs.Float64("lr", 0, "learning rate (default: probe 0.01; --finetune the optimizer's, sgd 0.06)")
 	wd := fs.Float64("wd", eval.DefaultLinearWeightDecay, "probe: L2 weight decay")
 	seed := fs.Int64("seed", 0, "seed of the classifier's initial weights (--finetune: also of the order and augmentation)")
@@ -236,8 +237,12 @@ func runLinear(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "linear accuracy %.4f (%d/%d) of %s: %d iterations, train top-1 %.4f, loss %.4f, train %s, test %s, %s (encoding %s, probe %s)\n",
-		r.Accuracy, r.Correct, r.Total, what, *iters, r.TrainAccuracy, r.Loss, *ef.train, *ef.test, time.Since(start).Round(time.Millisecond),
+	its := fmt.Sprintf("%d iterations", r.Iterations)
+	if r.Converged {
+		its += " (converged)"
+	}
+	fmt.Fprintf(stdout, "linear accuracy %.4f (%d/%d) of %s: %s, train top-1 %.4f, loss %.4f, train %s, test %s, %s (encoding %s, probe %s)\n",
+		r.Accuracy, r.Correct, r.Total, what, its, r.TrainAccuracy, r.Loss, *ef.train, *ef.test, time.Since(start).Round(time.Millisecond),
 		fit.Sub(start).Round(time.Millisecond), time.Since(fit).Round(time.Millisecond))
 	return nil
 }

@@ -14,11 +14,23 @@ import (
 )
 
 // The defaults of LinearConfig: the recipe of the PyTorch reference's
-// linear_probe_acc (cmd/reference/torch_reference.py).
+// linear_probe_acc (cmd/reference/torch_reference.py), except that it
+// runs to convergence rather than for the reference's 300 iterations
+// (ReferenceLinearIterations): on a MoCo encoder of full Fashion-MNIST the
+// loss still fell from 0.397 at 300 iterations to 0.357 at 1,500, and the
+// test top-1 rose from 0.853 to 0.862.
 const (
-	DefaultLinearIterations  = 300
 	DefaultLinearLR          = 0.01
 	DefaultLinearWeightDecay = 1e-4
+	// ReferenceLinearIterations is the reference's fixed iteration count.
+	ReferenceLinearIterations = 300
+	// MaxLinearIterations bounds a run to convergence.
+	MaxLinearIterations = 10000
+	// LinearTolerance and LinearWindow define convergence: the training
+	// loss fell by less than LinearTolerance of itself over the last
+	// LinearWindow iterations.
+	LinearTolerance = 1e-3
+	LinearWindow    = 100
 )
 
 // LinearConfig configures the linear probe. The zero value is the
@@ -26,9 +38,12 @@ const (
 // mean and standard deviation, a softmax regression (PyTorch's nn.Linear
 // and its initialisation) trained full-batch by Adam, lr 0.01, L2 weight
 // decay 1e-4 on every parameter (torch.optim.Adam's weight_decay, added to
-// the gradient), 300 iterations.
+// the gradient), until the training loss stops falling (the reference
+// stops at 300 iterations; set Iterations for a fixed count).
 type LinearConfig struct {
-	// Iterations is the number of full-batch Adam steps. Default 300.
+	// Iterations is the number of full-batch Adam steps. Default 0: until
+	// converged (see LinearTolerance), at most MaxLinearIterations; 300 is
+	// the reference's fixed count.
 	Iterations int `yaml:"iterations"`
 	// LR is Adam's learning rate. Default 0.01.
 	LR float64 `yaml:"lr"`
@@ -45,7 +60,7 @@ type LinearConfig struct {
 // Validate checks c.
 func (c LinearConfig) Validate() error {
 	if c.Iterations < 0 {
-		return &pipeline.FieldError{Field: "iterations", Msg: fmt.Sprintf("must be ≥ 1 (0: %d), got %d", DefaultLinearIterations, c.Iterations)}
+		return &pipeline.FieldError{Field: "iterations", Msg: fmt.Sprintf("must be ≥ 1 (0: until converged), got %d", c.Iterations)}
 	}
 	if c.LR < 0 || math.IsNaN(c.LR) || math.IsInf(c.LR, 0) {
 		return &pipeline.FieldError{Field: "lr", Msg: fmt.Sprintf("must be a finite number > 0 (0: %g), got %v", DefaultLinearLR, c.LR)}
@@ -60,9 +75,6 @@ func (c LinearConfig) Validate() error {
 }
 
 func (c LinearConfig) withDefaults() LinearConfig {
-	if c.Iterations == 0 {
-		c.Iterations = DefaultLinearIterations
-	}
 	if c.LR == 0 {
 		c.LR = DefaultLinearLR
 	}
@@ -87,6 +99,10 @@ type LinearResult struct {
 	// TrainAccuracy and Loss are the classifier's top-1 and mean
 	// cross-entropy on the training features after the last iteration.
 	TrainAccuracy, Loss float64
+	// Iterations is the number of Adam steps taken, and Converged whether
+	// a run to convergence met LinearTolerance (false for a fixed count).
+	Iterations int
+	Converged  bool
 	// Classes is the number of classes (the largest label + 1).
 	Classes int
 	// Mean and Std are the standardisation (from the training features):
@@ -252,8 +268,21 @@ func Linear(train, test Features, cfg LinearConfig) (LinearResult, error) {
 	}
 	sync32()
 	wd := *cfg.WeightDecay
-	for t := 1; t <= cfg.Iterations; t++ {
-		pass()
+	limit := cfg.Iterations
+	if limit == 0 {
+		limit = MaxLinearIterations
+	}
+	history := make([]float64, 0, limit) // the training loss before each step
+	for t := 1; t <= limit; t++ {
+		l, _ := pass()
+		history = append(history, l)
+		if cfg.Iterations == 0 && t > LinearWindow {
+			if old := history[t-1-LinearWindow]; old-l < LinearTolerance*l {
+				res.Converged = true
+				break
+			}
+		}
+		res.Iterations = t
 		bc1 := 1 - math.Pow(beta1, float64(t))
 		bc2 := 1 - math.Pow(beta2, float64(t))
 		for i, g := range grad {

@@ -68,7 +68,17 @@ func TestLinearSeparable(t *testing.T) {
 		t.Errorf("classes %d, weight %d, bias %d", r.Classes, len(r.Weight), len(r.Bias))
 	}
 	if r.Loss > 0.1 {
-		t.Errorf("training loss %v after 300 iterations, want near 0", r.Loss)
+		t.Errorf("training loss %v after %d iterations, want near 0", r.Loss, r.Iterations)
+	}
+	if !r.Converged || r.Iterations <= LinearWindow || r.Iterations >= MaxLinearIterations {
+		t.Errorf("converged %v after %d iterations, want a stop between %d and %d", r.Converged, r.Iterations, LinearWindow, MaxLinearIterations)
+	}
+	fixed, err := Linear(train, test, LinearConfig{Iterations: ReferenceLinearIterations})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fixed.Converged || fixed.Iterations != ReferenceLinearIterations {
+		t.Errorf("fixed count: converged %v after %d iterations, want false after %d", fixed.Converged, fixed.Iterations, ReferenceLinearIterations)
 	}
 }
 
@@ -169,13 +179,13 @@ func randomFeatures(n, d, classes int, seed uint64) Features {
 }
 
 // The probe of full Fashion-MNIST's size: 60,000×128 features, 10
-// classes, the default 300 iterations.
+// classes, the reference's 300 iterations.
 func BenchmarkLinear60k(b *testing.B) {
 	train, test := randomFeatures(60000, 128, 10, 1), randomFeatures(10000, 128, 10, 2)
 	b.ResetTimer()
 	for b.Loop() {
 		start := time.Now()
-		r, err := Linear(train, test, LinearConfig{})
+		r, err := Linear(train, test, LinearConfig{Iterations: ReferenceLinearIterations})
 		if err != nil {
 			b.Fatal(err)
 		}
