@@ -129,7 +129,8 @@ func (a *Augmenter) View(img image.Image, seed int64, epoch int, index int64, vi
 // two views, made with seed. A sample that cannot be decoded, is empty,
 // has more than MaxPixels pixels or, with the default Size, has a shorter
 // side over MaxSize gives a *pipeline.SkipError.
-// The returned views are newly allocated and owned by the caller.
+// The returned views come from pipeline.ViewData and belong to the caller,
+// which may hand them back with pipeline.RecycleView when done.
 func (a *Augmenter) Pair(s pipeline.Sample, seed int64) (pipeline.Pair, error) {
 	sc := a.scratch.Get().(*scratch)
 	defer a.scratch.Put(sc)
@@ -149,9 +150,8 @@ func (a *Augmenter) pair(s pipeline.Sample, seed int64, sc *scratch) (pipeline.P
 	p := pipeline.Pair{Index: s.Index, Label: s.Label, Epoch: s.Epoch}
 	size := a.size(&sc.src)
 	n := outC * size * size
-	buf := make([]float32, 2*n)
 	for v := range p.Views {
-		p.Views[v].Data = buf[v*n : (v+1)*n : (v+1)*n]
+		p.Views[v].Data = pipeline.ViewData(n) // collate recycles it
 		if err := a.view(sc, outC, viewKey(seed, s.Epoch, s.Index, v), &p.Views[v]); err != nil {
 			return pipeline.Pair{}, fmt.Errorf("%s: %w", s.Origin, err)
 		}

@@ -65,7 +65,10 @@ func BenchmarkAugment(b *testing.B) {
 					done <- st.Run(ctx, pipeline.NewInbox(inCh, nil), pipeline.NewOutbox(outCh, nil))
 					close(outCh)
 				}()
-				for range outCh {
+				for v := range outCh { // as collate does: copy (here: nothing), then recycle
+					p := v.(pipeline.Pair)
+					pipeline.RecycleView(p.Views[0].Data)
+					pipeline.RecycleView(p.Views[1].Data)
 				}
 				if err := <-done; err != nil {
 					b.Fatal(err)

@@ -21,7 +21,8 @@ const stageChunk = 16
 //
 // A sample that cannot be decoded (or is empty, or too large) is skipped
 // and counted; the others keep their order. Each worker owns its scratch
-// buffers; every Pair's views are newly allocated and owned downstream.
+// buffers; every Pair's views come from pipeline.ViewData and are owned
+// downstream (collate recycles them once copied).
 // The output is the same, bit for bit, for any number of workers.
 func (a *Augmenter) Stage(seed int64) pipeline.Stage {
 	return pipeline.MapWorkers(func(int) func(context.Context, pipeline.Sample) (pipeline.Pair, error) {

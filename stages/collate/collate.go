@@ -207,6 +207,7 @@ func (st *state) put(p pipeline.Pair) {
 	b.Labels = append(b.Labels, p.Label)
 	for v := range b.Views {
 		copy(b.Views[v][k*n:(k+1)*n], p.Views[v].Data)
+		pipeline.RecycleView(p.Views[v].Data)
 	}
 }
 

@@ -40,12 +40,13 @@ import (
 // the head's (82,176 for 512→128→128).
 //
 // Cost: one training step (forward and backward) of the full network at
-// shard size 256 on 32×32×3 is about 850 GFLOP; it took 90 s on this
-// project's 2-core machine while other work held about one core
-// (BenchmarkResNet18Step), 87% of it in gonum's SGEMM. A replica holds
-// about 15 MB per 32×32 image (3.8 GB peak RSS at n = 256). A step
-// allocates about 225 MB, almost all of it gonum's SGEMM's per-call work
-// (60 calls per image: forward, dx and dw of 20 convolutions).
+// shard size 256 on 32×32×3 is about 850 GFLOP. A MoCo step at batch 256
+// (two replicas of 128: query forward and backward, key forward) took
+// 7.3–7.4 s on this project's 2-core machine, against PyTorch's 6.6–6.7 s
+// (contrastream bench with arch resnet18, and
+// cmd/reference/resnet_reference.py; README, Performance), with a peak
+// RSS of 5.1 GB against 2.3 GB: a replica keeps every activation and its
+// gradient, about 15 MB per 32×32 image.
 
 // resnet18Features is the size of resnet18's features at base width w.
 func resnet18Features(width int) int { return 8 * width }

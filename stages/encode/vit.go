@@ -45,15 +45,14 @@ import (
 // newAdd and newCLS (vit_ops.go, op_*.go), each with its gradients.
 //
 // Cost: one training step (forward, backward) of the default network on
-// a shard of 256 28×28×1 images is about 1.9 GFLOP; it took 240 ms on
-// this project's 2-core machine, shared with other work (BenchmarkViTStep,
-// median of 5 runs alternated with cmd/reference/vit_reference.py, where
-// PyTorch 1.13 with 2 threads took 509 ms). About 60% of it is gonum's
-// SGEMM and 10% GELU's erf; the ops themselves run on one goroutine, so
-// a single replica keeps about one core busy (a Pool runs one replica
-// per core). A replica holds about 0.3 MB per image; the ops allocate
-// nothing per step (the 2.3 MB a step allocates are the head's gorgonia
-// ops and gonum's parallel SGEMM).
+// a shard of 256 28×28×1 images is about 1.9 GFLOP. On this project's
+// 2-core machine a Pool of two replicas runs it in 55.5 ms
+// (BenchmarkViTPoolStep, median of 3 runs alternated with
+// cmd/reference/vit_reference.py --bench-steps 10, where PyTorch 1.13 with
+// 2 threads took 99.6 ms). The ops run on one goroutine each, so a single
+// replica keeps about one core busy (a Pool runs one replica per core). A
+// replica holds about 0.3 MB per image; the ops reuse their buffers
+// across steps (a pool step allocates 3.2 MB in all).
 
 // vit's defaults and bounds.
 const (
