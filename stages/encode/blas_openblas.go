@@ -6,18 +6,10 @@ package encode
 // #include <cblas.h>
 import "C"
 
-import (
-	"math"
-	"unsafe"
-)
+import "unsafe"
 
 // BLAS names the matrix-multiply kernel this build uses.
 const BLAS = "openblas"
-
-// rowMin is the smallest C·K·K for which a convolution's forward pass
-// multiplies by the im2row matrix: never with OpenBLAS, which multiplies
-// either form as fast, and im2col's copies are whole rows.
-const rowMin = math.MaxInt
 
 func init() {
 	// The encode pool runs one replica per core; each multiplies on its own

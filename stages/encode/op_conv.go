@@ -134,38 +134,6 @@ func (g convGeom) clearPadding(run []float32, lo, hi int) {
 	}
 }
 
-// im2row writes the transpose of im2col's matrix into row: an
-// (OH·OW)×(C·K·K) row-major matrix, one row per output position.
-func (g convGeom) im2row(x, row []float32) {
-	hw, kk := g.h*g.w, g.k*g.k
-	ckk := g.rows()
-	for oy := 0; oy < g.oh; oy++ {
-		for ox := 0; ox < g.ow; ox++ {
-			dst := row[(oy*g.ow+ox)*ckk : (oy*g.ow+ox+1)*ckk]
-			for c := 0; c < g.c; c++ {
-				xc := x[c*hw : (c+1)*hw]
-				d := dst[c*kk : (c+1)*kk]
-				for ky := 0; ky < g.k; ky++ {
-					iy := oy*g.s + ky - g.p
-					dk := d[ky*g.k : (ky+1)*g.k]
-					if iy < 0 || iy >= g.h {
-						clear(dk)
-						continue
-					}
-					in := xc[iy*g.w : (iy+1)*g.w]
-					for kx := range dk {
-						if ix := ox*g.s + kx - g.p; ix >= 0 && ix < g.w {
-							dk[kx] = in[ix]
-						} else {
-							dk[kx] = 0
-						}
-					}
-				}
-			}
-		}
-	}
-}
-
 // col2im adds the columns col back into one C×H×W image dx: the adjoint
 // of im2col. For stride 1 and OW = W it sets col's padding entries (which
 // im2col sets to 0) to 0 on the way: col is scratch.
@@ -222,9 +190,8 @@ func (g convGeom) col2im(col, dx []float32) {
 // convOp is a 2-D convolution without bias, y = conv(x, w), as PyTorch's
 // nn.Conv2d(bias=False): inputs x (N×C×H×W) and w (O×C×K×K), output
 // N×O×OH×OW. It works image by image: im2col, then one SGEMM
-// y_n = W·col_n (or W·row_nᵀ, see rowMin) through gorgonia's BLAS
-// (gorgonia.Use changes it). Its buffers (output and one column matrix)
-// are allocated once.
+// y_n = W·col_n through sgemm (blas.go). Its buffers (output and one
+// column matrix) are allocated once.
 //
 // gorgonia's own Conv2d builds an im2col node and a reshaped matrix
 // product, which allocate the whole N×(C·K·K)×(OH·OW) column tensor and
@@ -272,11 +239,6 @@ func (op *convOp) forward(x, w, y []float32) {
 	col := scratch(&op.col, g.rows()*g.cols())
 	xs, ys := g.c*g.h*g.w, g.o*g.cols()
 	for n := 0; n < g.n; n++ {
-		if g.rows() >= rowMin {
-			g.im2row(x[n*xs:(n+1)*xs], col)
-			sgemm(false, true, g.o, g.cols(), g.rows(), 1, w, g.rows(), col, g.rows(), 0, y[n*ys:(n+1)*ys], g.cols())
-			continue
-		}
 		g.im2col(x[n*xs:(n+1)*xs], col)
 		sgemm(false, false, g.o, g.cols(), g.rows(), 1, w, g.rows(), col, g.cols(), 0, y[n*ys:(n+1)*ys], g.cols())
 	}
