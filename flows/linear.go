@@ -2,13 +2,11 @@ package flows
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
 	"strings"
-	"sync"
 
 	"github.com/contrastream/contrastream/pipeline"
 	"github.com/contrastream/contrastream/sources"
@@ -370,27 +368,6 @@ func (t *trainer) run(ctx context.Context, ds sources.Dataset, sc sources.Stream
 	})
 }
 
-// parallelDo runs f(0..n-1) on n goroutines and returns the first error (by
-// index); a panic becomes an error.
-func parallelDo(n int, f func(i int) error) error {
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() {
-				if r := recover(); r != nil {
-					errs[i] = fmt.Errorf("panic: %v", r)
-				}
-			}()
-			errs[i] = f(i)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
 // step takes one optimizer step on the batch x with labels and returns the
 // batch's mean cross-entropy and top-1.
 func (t *trainer) step(x []float32, labels []int64) (loss, acc float64, err error) {
@@ -399,7 +376,7 @@ func (t *trainer) step(x []float32, labels []int64) (loss, acc float64, err erro
 	in := t.w.Input().Len()
 	sums := make([]float64, len(t.reps))
 	correct := make([]int, len(t.reps))
-	err = parallelDo(len(t.reps), func(i int) error {
+	err = pipeline.Parallel(len(t.reps), func(i int) error {
 		r := t.reps[i]
 		_, logits, err := r.Forward(x[i*shard*in:(i+1)*shard*in], encode.Train)
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sync"
 	"time"
 
 	"github.com/contrastream/contrastream/pipeline"
@@ -280,7 +279,7 @@ func (p *Pool) Encode(ctx context.Context, b *pipeline.Batch) (*pipeline.Encoded
 	}
 	start := time.Now()
 	d := p.w.Out()
-	err := parallel(len(p.reps)+len(p.keys), func(j int) error {
+	err := pipeline.Parallel(len(p.reps)+len(p.keys), func(j int) error {
 		key := j >= len(p.reps)
 		i, r := j, p.reps
 		if key {
@@ -318,7 +317,7 @@ func (p *Pool) Backward(e *pipeline.Encoded) error {
 			return fmt.Errorf("encode: view %d has %d gradient values, want %d×%d", v+1, len(e.Grad[v]), p.n, d)
 		}
 	}
-	err := parallel(len(p.reps), func(i int) error {
+	err := pipeline.Parallel(len(p.reps), func(i int) error {
 		if p.gcat != nil {
 			copy(p.gcat, e.Grad[0])
 			copy(p.gcat[p.n*d:], e.Grad[1])
@@ -331,7 +330,7 @@ func (p *Pool) Backward(e *pipeline.Encoded) error {
 	if err != nil {
 		return err
 	}
-	return parallel(min(len(p.params), runtime.GOMAXPROCS(0)), func(part int) error {
+	return pipeline.Parallel(min(len(p.params), runtime.GOMAXPROCS(0)), func(part int) error {
 		for k := part; k < len(p.params); k += runtime.GOMAXPROCS(0) {
 			dst := p.params[k].Grad
 			copy(dst, p.reps[0].Params()[k].Grad)
@@ -390,33 +389,4 @@ func splits(n, views, r int) bool {
 	}
 	shard := total / r
 	return r == 1 || n%shard == 0
-}
-
-// parallel runs f(0..n-1) on n goroutines and returns the first error; a
-// panic becomes an error.
-func parallel(n int, f func(i int) error) error {
-	if n == 1 {
-		return f(0)
-	}
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() {
-				if r := recover(); r != nil {
-					errs[i] = fmt.Errorf("encode: panic: %v", r)
-				}
-			}()
-			errs[i] = f(i)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
