@@ -3,10 +3,12 @@ package flows
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -83,6 +85,21 @@ type JobOptions struct {
 	// the optimizer, the key encoder and the queue are restored, and the
 	// data continue at the epoch and position where it stopped.
 	Resume *sinks.Checkpoint
+	// ResumeFrom is the folder Resume was read from. When it lies in
+	// RunDir (RunDir "" means its parent), the run goes on there and its
+	// checkpoints replace that folder, whatever the flow's checkpoint dir
+	// says; when RunDir is another folder, the run goes on in that one,
+	// which must not hold a run (see Force).
+	ResumeFrom string
+	// InitFrom, when set, starts a new run (step 0, a fresh optimizer and
+	// queue) from this checkpoint's encoder weights: the way to go on with
+	// another flow's weights. It excludes Resume.
+	InitFrom *sinks.Checkpoint
+	// Force lets a new run (not a resume) take a run folder that holds
+	// another run: that run's metrics, kNN records and checkpoint are
+	// removed when the job starts. Without it, Prepare refuses such a
+	// folder (ErrRunExists).
+	Force bool
 	// MaxSteps, when > 0, ends training once that many steps are taken in
 	// all (a resumed checkpoint's included), as if the flow had ended
 	// there: Run writes the checkpoint and returns nil. The learning-rate
@@ -101,6 +118,8 @@ type Job struct {
 	Flow *pipeline.Flow
 	Plan Plan
 	env  pipeline.BuildEnv
+	jo   JobOptions
+	run  *runFiles
 	last atomic.Pointer[pipeline.StepMetrics]
 
 	onStep func(pipeline.StepMetrics)
@@ -115,9 +134,20 @@ func Prepare(spec *pipeline.Spec, opts pipeline.Options, jo JobOptions) (*Job, e
 	}
 	env := spec.Env()
 	env.Shared[sharedPlan], env.Shared[sharedSpec] = plan, spec
-	if jo.RunDir != "" {
-		env.Shared[sharedRunDir] = jo.RunDir
+	if jo.Resume != nil && jo.InitFrom != nil {
+		return nil, errors.New("resume or start from a checkpoint's weights, not both")
 	}
+	rf := &runFiles{dir: jo.RunDir}
+	if jo.Resume != nil && jo.ResumeFrom != "" {
+		from := filepath.Clean(jo.ResumeFrom)
+		if rf.dir == "" {
+			rf.dir = filepath.Dir(from)
+		}
+		if sameFolder(filepath.Dir(from), rf.dir) {
+			rf.ckptAt = from
+		}
+	}
+	env.Shared[sharedRun] = rf
 	if jo.MaxSteps < 0 {
 		return nil, fmt.Errorf("max steps %d is negative", jo.MaxSteps)
 	}
@@ -133,7 +163,13 @@ func Prepare(spec *pipeline.Spec, opts pipeline.Options, jo JobOptions) (*Job, e
 		if total := plan.Steps(); jo.Resume.Info.Step >= total {
 			return nil, fmt.Errorf("resume: the checkpoint is at step %d of %d: training is done (raise epochs to train on)", jo.Resume.Info.Step, total)
 		}
+		if err := checkSameFlow(spec, jo.Resume); err != nil {
+			return nil, err
+		}
 		env.Shared[sharedResume] = jo.Resume
+	}
+	if jo.InitFrom != nil {
+		env.Shared[sharedInit] = jo.InitFrom
 	}
 	env.Shared[sharedControl] = newControl(jo.MaxSteps, done)
 	stages, err := spec.Build(nil, env)
@@ -145,9 +181,17 @@ func Prepare(spec *pipeline.Spec, opts pipeline.Options, jo JobOptions) (*Job, e
 		closeEncoder(env)
 		return nil, fmt.Errorf("flow %q: an encode stage needs an optimize stage after it (the encoder runs the next batch once the optimizer has stepped)", spec.Name)
 	}
+	if err := rf.check(); err != nil {
+		closeEncoder(env)
+		return nil, err
+	}
+	if err := checkFreshRun(rf, jo); err != nil {
+		closeEncoder(env)
+		return nil, err
+	}
 	opts.MaxBadSamples = spec.MaxBadSamples
 	f := pipeline.New(opts)
-	j := &Job{Spec: spec, Flow: f, Plan: plan, env: env, onStep: jo.onStep}
+	j := &Job{Spec: spec, Flow: f, Plan: plan, env: env, jo: jo, run: rf, onStep: jo.onStep}
 	var sinkStages []pipeline.NamedStage
 	for _, s := range stages {
 		if s.Role == pipeline.RoleSink {
@@ -223,9 +267,90 @@ func (j *Job) Encoder() *encode.Pool {
 	return p
 }
 
+// claimRunDir makes the run folder, locks it for this process, and makes
+// its files those of this run: a resumed run's metrics and kNN records
+// are reconciled with its checkpoint (see reconcileMetrics), a forced new
+// run's are removed. It returns the unlock.
+func (j *Job) claimRunDir() (unlock func(), err error) {
+	rf := j.run
+	if rf.dir == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(rf.dir, 0o755); err != nil {
+		return nil, err
+	}
+	if unlock, err = lockRunDir(rf.dir); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
+	if err := checkFreshRun(rf, j.jo); err != nil { // again, under the lock
+		return nil, err
+	}
+	if j.jo.Force && j.jo.Resume == nil {
+		if err := rf.removeRunFiles(); err != nil {
+			return nil, err
+		}
+	}
+	ck := j.jo.Resume
+	if ck == nil {
+		return unlock, nil
+	}
+	if ml, ok := j.env.Shared[sharedMetrics].(*metricsLog); ok {
+		if ml.prior, err = reconcileMetrics(ml.path, ck); err != nil {
+			return nil, err
+		}
+	}
+	if m, ok := j.env.Shared[sharedMonitor].(*monitor); ok && m.path != "" && m.due(ck.Info.Step) {
+		has, err := reconcileEval(m.path, ck.Info.Step)
+		if err != nil {
+			return nil, err
+		}
+		if !has {
+			m.first = ck.Info.Step
+			m.capture(ck.Info.Step, j.Encoder().Weights())
+		}
+	} else if ok && m.path != "" {
+		if _, err := reconcileEval(m.path, ck.Info.Step); err != nil {
+			return nil, err
+		}
+	}
+	return unlock, nil
+}
+
+// checkFreshRun refuses a new run in a folder that holds another run,
+// unless jo.Force says to replace it.
+func checkFreshRun(rf *runFiles, jo JobOptions) error {
+	if jo.Force || rf.dir == "" || (jo.Resume != nil && (jo.ResumeFrom == "" || rf.ckptAt != "")) {
+		return nil
+	}
+	if found := rf.existing(); len(found) > 0 {
+		hint := "continue it with --resume " + rf.checkpointDir() + ", "
+		return fmt.Errorf("%w: %s holds %s: %schoose another --out, or pass --force to replace that run",
+			ErrRunExists, rf.dir, strings.Join(found, ", "), hint)
+	}
+	return nil
+}
+
+// sameFolder reports whether a and b name one folder.
+func sameFolder(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	ra, err1 := resolveExisting(a)
+	rb, err2 := resolveExisting(b)
+	return err1 == nil && err2 == nil && ra == rb
+}
+
+// RunDir is the job's run folder, or "".
+func (j *Job) RunDir() string { return j.run.dir }
+
 // CheckpointDir is where the job's checkpoint sink writes, or "".
 func (j *Job) CheckpointDir() string {
-	if ck, ok := j.env.Shared[sharedCkpt].(*checkpointer); ok {
+	if ck, ok := j.env.Shared[sharedCkpt].(*checkpointer); ok && ck.dir != "" {
 		return ck.dir
 	}
 	return ""
@@ -249,18 +374,23 @@ func (j *Job) Run(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("training not started: %w", err)
 	}
+	unlock, err := j.claimRunDir()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	// The flow runs on after ctx is done, until the optimize stage has
 	// finished its step and stopped: the stages before it are then
 	// stopped, and those after it end normally.
 	ctl := j.control()
 	unwatch := context.AfterFunc(ctx, ctl.requestStop)
-	err := j.Flow.Run(context.WithoutCancel(ctx))
+	err = j.Flow.Run(context.WithoutCancel(ctx))
 	unwatch()
 	steps := j.Steps()
 	finished := steps >= j.Plan.Steps() || (ctl.maxSteps > 0 && steps >= ctl.maxSteps)
 	interrupted := ctx.Err() != nil && err == nil && !finished
 	if dir := j.CheckpointDir(); dir != "" && err == nil {
-		if cerr := saveCheckpoint(j.env, dir); cerr != nil {
+		if cerr := saveCheckpoint(j.env, dir, nil); cerr != nil {
 			return fmt.Errorf("checkpoint: %w", cerr)
 		}
 	}

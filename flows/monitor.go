@@ -101,8 +101,8 @@ func (c MonitorConfig) Validate() error {
 			return fmt.Errorf("%s: %w", d.name, err)
 		}
 	}
-	if filepath.IsAbs(c.File) || strings.HasPrefix(filepath.Clean(c.File), "..") {
-		return &pipeline.FieldError{Field: "file", Msg: fmt.Sprintf("%q must be a file inside the run folder", c.File)}
+	if err := localPath(c.File); err != nil {
+		return &pipeline.FieldError{Field: "file", Msg: err.Error()}
 	}
 	return nil
 }
@@ -135,6 +135,12 @@ type monitor struct {
 	streams       [2]sources.StreamConfig
 	path          string // "" writes no file
 	stop          <-chan struct{}
+
+	// first, when > 0, is a resumed run's step whose snapshot is
+	// evaluated before any step is taken: the checkpoint ended an epoch
+	// that eval.jsonl has no record of (the process ended between the
+	// two).
+	first int64
 
 	mu    sync.Mutex
 	snaps map[int64]*encode.Weights // by steps taken
@@ -214,17 +220,17 @@ func (m *monitor) stage() pipeline.Stage {
 				}
 			}()
 		}
-		return pipeline.Each(ctx, in, "knn", func(s pipeline.StepMetrics) error {
-			w := m.take(s.Step + 1)
+		judge := func(steps int64) error {
+			w := m.take(steps)
 			if w == nil || ectx.Err() != nil {
 				return nil
 			}
-			rec, err := m.evaluate(ectx, data, w, s.Step+1)
+			rec, err := m.evaluate(ectx, data, w, steps)
 			if err != nil {
 				if ectx.Err() != nil && ctx.Err() == nil {
 					return nil // interrupted: no record
 				}
-				return fmt.Errorf("knn monitor after step %d: %w", s.Step+1, err)
+				return fmt.Errorf("knn monitor after step %d: %w", steps, err)
 			}
 			m.last.Store(&rec)
 			if log == nil {
@@ -236,7 +242,13 @@ func (m *monitor) stage() pipeline.Stage {
 			}
 			_, err = log.Write(append(b, '\n'))
 			return err
-		})
+		}
+		if m.first > 0 {
+			if err := judge(m.first); err != nil {
+				return err
+			}
+		}
+		return pipeline.Each(ctx, in, "knn", func(s pipeline.StepMetrics) error { return judge(s.Step + 1) })
 	})
 }
 
@@ -334,12 +346,12 @@ func buildMonitor(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 		}
 		m.data[i], m.streams[i] = d.Config, d.stream()
 	}
-	if run, _ := env.Shared[sharedRunDir].(string); run != "" {
+	if rf, _ := env.Shared[sharedRun].(*runFiles); rf != nil && rf.dir != "" {
 		name := c.File
 		if name == "" {
 			name = "eval.jsonl"
 		}
-		m.path = filepath.Join(run, name)
+		m.path = rf.addFile(name)
 	}
 	if ctl, ok := env.Shared[sharedControl].(*control); ok {
 		m.stop = ctl.stop

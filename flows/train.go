@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/contrastream/contrastream/pipeline"
 	"github.com/contrastream/contrastream/sinks"
@@ -24,8 +26,9 @@ import (
 // Names under which the training kinds share objects (BuildEnv.Shared).
 const (
 	sharedPlan     = "plan"     // Plan, set by Prepare
-	sharedRunDir   = "run_dir"  // string, set by Prepare
+	sharedRun      = "run"      // *runFiles, set by Prepare
 	sharedResume   = "resume"   // *sinks.Checkpoint, set by Prepare
+	sharedInit     = "init"     // *sinks.Checkpoint whose weights start a new run, set by Prepare
 	sharedSpec     = "spec"     // *pipeline.Spec, set by Prepare
 	sharedEncoder  = "encoder"  // *encode.Pool, set by encode
 	sharedQueue    = "queue"    // *queue.Queue, set by queue
@@ -33,6 +36,7 @@ const (
 	sharedOptim    = "optim"    // optim.Optimizer, set by optimize
 	sharedCkpt     = "ckpt"     // *checkpointer, set by the checkpoint sink
 	sharedLoss     = "loss"     // loss.Loss, set by loss
+	sharedMetrics  = "metrics"  // *metricsLog, set by the metrics sink
 	sharedControl  = "control"  // *control, set by Prepare
 )
 
@@ -53,38 +57,54 @@ func newControl(maxSteps, steps int64) *control {
 // requestStop asks the optimize stage to stop after the step in progress.
 func (c *control) requestStop() { c.once.Do(func() { close(c.stop) }) }
 
-// CheckpointConfig is the config of the "checkpoint" sink.
+// CheckpointConfig is the config of the "checkpoint" sink. A checkpoint
+// is written every Every steps, every Seconds of training, when the run
+// ends, stops at its step limit or is interrupted, whichever comes first;
+// never after a failed step (a non-finite loss or weight), so the last one
+// written stays the last good one.
 type CheckpointConfig struct {
-	// Dir is the checkpoint folder, relative to the run folder. Default
-	// "checkpoint".
+	// Dir is the checkpoint folder, relative to the run folder and inside
+	// it (not the run folder itself). Default "checkpoint".
 	Dir string `yaml:"dir"`
-	// Every writes a checkpoint every that many steps (0: only at the end
-	// and when interrupted).
+	// Every writes a checkpoint every that many steps (0: not by count).
 	Every int `yaml:"every"`
+	// Seconds writes a checkpoint once that many seconds have passed
+	// since the last one, and at least 50 times the last write's own
+	// duration, so that writing costs at most 2% of the training time.
+	// nil means DefaultCheckpointSeconds; 0 turns the timer off.
+	Seconds *float64 `yaml:"seconds"`
 }
+
+// DefaultCheckpointSeconds is the checkpoint sink's default interval: a
+// crash loses at most about a minute of training.
+const DefaultCheckpointSeconds = 60.0
 
 // Validate checks c.
 func (c CheckpointConfig) Validate() error {
 	if c.Every < 0 {
 		return &pipeline.FieldError{Field: "every", Msg: fmt.Sprintf("must be ≥ 0, got %d", c.Every)}
 	}
-	if filepath.IsAbs(c.Dir) || strings.HasPrefix(filepath.Clean(c.Dir), "..") {
-		return &pipeline.FieldError{Field: "dir", Msg: fmt.Sprintf("%q must be a folder inside the run folder", c.Dir)}
+	if c.Seconds != nil && !(*c.Seconds >= 0 && *c.Seconds <= 1e9) {
+		return &pipeline.FieldError{Field: "seconds", Msg: fmt.Sprintf("must be ≥ 0 (0: no timer), got %v", *c.Seconds)}
+	}
+	if err := localPath(c.Dir); err != nil {
+		return &pipeline.FieldError{Field: "dir", Msg: err.Error()}
 	}
 	return nil
 }
 
 // MetricsConfig is the config of the "metrics" sink.
 type MetricsConfig struct {
-	// File is the JSON-lines file, relative to the run folder. Default
-	// "metrics.jsonl".
+	// File is the JSON-lines file, relative to the run folder and inside
+	// it. Default "metrics.jsonl". Its summary goes beside it, with
+	// .summary.json for its extension.
 	File string `yaml:"file"`
 }
 
 // Validate checks c.
 func (c MetricsConfig) Validate() error {
-	if filepath.IsAbs(c.File) || strings.HasPrefix(filepath.Clean(c.File), "..") {
-		return &pipeline.FieldError{Field: "file", Msg: fmt.Sprintf("%q must be a file inside the run folder", c.File)}
+	if err := localPath(c.File); err != nil {
+		return &pipeline.FieldError{Field: "file", Msg: err.Error()}
 	}
 	return nil
 }
@@ -125,6 +145,11 @@ func trainingKinds() []pipeline.Kind {
 				if ck != nil {
 					if err := w.Load(&safetensors.File{Tensors: ck.Model}, ""); err != nil {
 						return nil, fmt.Errorf("resume: %w", err)
+					}
+				}
+				if init, _ := env.Shared[sharedInit].(*sinks.Checkpoint); init != nil {
+					if err := w.Load(&safetensors.File{Tensors: init.Model}, ""); err != nil {
+						return nil, fmt.Errorf("init from checkpoint: %w", err)
 					}
 				}
 				pool, err := encode.NewPool(w, plan.BatchSize, c.Replicas, c.KeyEncoder)
@@ -225,15 +250,21 @@ func trainingKinds() []pipeline.Kind {
 			NewConfig: func() any { return &MetricsConfig{} },
 			Build: func(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 				c := cfg.(*MetricsConfig)
-				dir, _ := env.Shared[sharedRunDir].(string)
-				if dir == "" {
+				rf, _ := env.Shared[sharedRun].(*runFiles)
+				if rf == nil || rf.dir == "" {
 					return pipeline.StageFunc(discard), nil // no run folder: nothing to write to
+				}
+				if _, dup := env.Shared[sharedMetrics]; dup {
+					return nil, errors.New("a flow has at most one metrics sink")
 				}
 				name := c.File
 				if name == "" {
 					name = "metrics.jsonl"
 				}
-				return metricsFileStage(filepath.Join(dir, name)), nil
+				ml := &metricsLog{path: rf.addFile(name), summary: rf.addFile(summaryName(name))}
+				ml.written.Store(-1)
+				env.Shared[sharedMetrics] = ml
+				return ml.stage(), nil
 			},
 		},
 		{
@@ -248,16 +279,20 @@ func trainingKinds() []pipeline.Kind {
 			NewConfig: func() any { return &CheckpointConfig{} },
 			Build: func(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 				c := cfg.(*CheckpointConfig)
-				run, _ := env.Shared[sharedRunDir].(string)
+				rf, _ := env.Shared[sharedRun].(*runFiles)
 				if _, dup := env.Shared[sharedCkpt]; dup {
 					return nil, errors.New("a flow has at most one checkpoint sink")
 				}
-				if run != "" {
-					dir := c.Dir
-					if dir == "" {
-						dir = "checkpoint"
+				if rf != nil && rf.dir != "" {
+					rf.ckpt = c.Dir
+					if rf.ckpt == "" {
+						rf.ckpt = "checkpoint"
 					}
-					env.Shared[sharedCkpt] = &checkpointer{dir: filepath.Join(run, dir), every: c.Every}
+					ck := &checkpointer{dir: rf.checkpointDir(), every: c.Every, interval: DefaultCheckpointSeconds}
+					if c.Seconds != nil {
+						ck.interval = *c.Seconds
+					}
+					env.Shared[sharedCkpt] = ck
 				}
 				return pipeline.StageFunc(discard), nil // the optimize stage writes them, between steps
 			},
@@ -316,17 +351,25 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 		// The step is complete (the MoCo queue has its keys): its state is
 		// what a checkpoint saves. The encoder has not yet run the next
 		// batch, so replica 0's BatchNorm statistics are the step's.
-		Done: func(steps int64) (bool, error) {
+		Done: func(m pipeline.StepMetrics) (bool, error) {
+			steps := m.Step + 1
 			if err := pool.SyncBuffers(); err != nil {
 				return false, err
+			}
+			if err := finiteWeights(pool); err != nil {
+				return false, err // the last checkpoint stays the last good one
 			}
 			ctl.steps.Store(steps)
 			if mon, ok := env.Shared[sharedMonitor].(*monitor); ok {
 				mon.capture(steps, pool.Weights())
 			}
-			if ck, _ := env.Shared[sharedCkpt].(*checkpointer); ck != nil && ck.every > 0 && steps%int64(ck.every) == 0 {
-				if err := saveCheckpoint(env, ck.dir); err != nil {
-					return false, fmt.Errorf("checkpoint: %w", err)
+			if ck, _ := env.Shared[sharedCkpt].(*checkpointer); ck != nil {
+				ml, _ := env.Shared[sharedMetrics].(*metricsLog)
+				ck.record(m, ml)
+				if ck.due(steps) {
+					if err := ck.save(env, ml); err != nil {
+						return false, fmt.Errorf("checkpoint: %w", err)
+					}
 				}
 			}
 			return ctl.maxSteps > 0 && steps >= ctl.maxSteps, nil
@@ -340,9 +383,92 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 // input shape, CxHxW, so that evaluation needs no training data.
 const inputKey = "input"
 
+// checkpointer is the checkpoint sink's state: where and when the
+// optimize stage writes checkpoints, and the step metrics that the
+// metrics file may not hold yet (a checkpoint carries them, so that a
+// crash right after it loses no line: see reconcileMetrics).
 type checkpointer struct {
-	dir   string
-	every int
+	dir      string
+	every    int
+	interval float64 // seconds; 0: no timer
+
+	last    time.Time     // when the last checkpoint was written (or the run began)
+	cost    time.Duration // how long it took
+	pending []pipeline.StepMetrics
+}
+
+// record keeps m until the metrics sink has written it.
+func (c *checkpointer) record(m pipeline.StepMetrics, ml *metricsLog) {
+	if ml == nil {
+		return
+	}
+	c.pending = append(c.pending, m)
+	c.trim(ml)
+}
+
+// trim drops the metrics the metrics sink has written.
+func (c *checkpointer) trim(ml *metricsLog) {
+	w := ml.written.Load()
+	i := 0
+	for i < len(c.pending) && c.pending[i].Step <= w {
+		i++
+	}
+	c.pending = append(c.pending[:0], c.pending[i:]...)
+}
+
+// due reports whether a checkpoint is due once steps steps are taken.
+func (c *checkpointer) due(steps int64) bool {
+	if c.every > 0 && steps%int64(c.every) == 0 {
+		return true
+	}
+	if c.interval <= 0 {
+		return false
+	}
+	if c.last.IsZero() {
+		c.last = time.Now()
+		return false
+	}
+	wait := max(time.Duration(c.interval*float64(time.Second)), 50*c.cost)
+	return time.Since(c.last) >= wait
+}
+
+// save writes the checkpoint with the metrics not yet written.
+func (c *checkpointer) save(env pipeline.BuildEnv, ml *metricsLog) error {
+	start := time.Now()
+	var carry []pipeline.StepMetrics
+	if ml != nil {
+		c.trim(ml)
+		carry = c.pending
+	}
+	if err := saveCheckpoint(env, c.dir, carry); err != nil {
+		return err
+	}
+	c.last, c.cost = time.Now(), time.Since(start)
+	return nil
+}
+
+// finiteWeights checks that the encoder's (and the key encoder's)
+// parameters and BatchNorm statistics are finite after a step.
+func finiteWeights(pool *encode.Pool) error {
+	for _, w := range []*encode.Weights{pool.Weights(), pool.KeyWeights()} {
+		if w == nil {
+			continue
+		}
+		for _, set := range [][]*encode.Tensor{w.Params, w.Buffers} {
+			for _, t := range set {
+				for i, v := range t.Data {
+					if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+						who := "the encoder"
+						if w == pool.KeyWeights() {
+							who = "the key encoder"
+						}
+						return fmt.Errorf("%s's %s[%d] is %v: the weights diverged (lower the learning rate)", who, t.Name, i, v)
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // stateSlices returns the tensors of state whose names start with prefix,
@@ -366,8 +492,9 @@ func addState(dst map[string]safetensors.Tensor, state map[string][]float32) {
 // saveCheckpoint writes the training state as it stands between steps:
 // from the optimize stage once a step is complete, or once the flow has
 // ended. The encoder's BatchNorm statistics are those of the last complete
-// step (see encode.Pool.Saved), not of a forward pass run ahead.
-func saveCheckpoint(env pipeline.BuildEnv, dir string) error {
+// step (see encode.Pool.Saved), not of a forward pass run ahead. carry are
+// the step metrics the metrics file may still lack.
+func saveCheckpoint(env pipeline.BuildEnv, dir string, carry []pipeline.StepMetrics) error {
 	pool, ok := env.Shared[sharedEncoder].(*encode.Pool)
 	opt, ok2 := env.Shared[sharedOptim].(optim.Optimizer)
 	if !ok || !ok2 {
@@ -396,26 +523,63 @@ func saveCheckpoint(env pipeline.BuildEnv, dir string) error {
 			info.Flow = string(y)
 		}
 	}
+	if len(carry) > 0 {
+		b, err := json.Marshal(carry)
+		if err != nil {
+			return err
+		}
+		info.Extra[pendingMetricsKey] = string(b)
+	}
 	return sinks.WriteCheckpoint(dir, sinks.Checkpoint{Model: model, State: state, Info: info})
 }
 
-// metricsFileStage writes the step metrics it receives to path.
-func metricsFileStage(path string) pipeline.Stage {
+// pendingMetricsKey is the key of state.json's extra that holds, as a
+// JSON array, the step metrics the metrics file did not yet hold when the
+// checkpoint was written.
+const pendingMetricsKey = "pending_metrics"
+
+// summaryName is the name of the metrics file's summary.
+func summaryName(metrics string) string {
+	return strings.TrimSuffix(metrics, filepath.Ext(metrics)) + ".summary.json"
+}
+
+// metricsLog is the metrics sink: it appends the step metrics it receives
+// to path, one JSON line each, and writes the summary at the end.
+type metricsLog struct {
+	path, summary string
+	// written is the last step whose line is written (-1: none); the
+	// checkpointer reads it to know which lines a checkpoint must carry.
+	written atomic.Int64
+	// prior are the lines already in the file when a resumed run starts,
+	// which the summary counts too.
+	prior []pipeline.StepMetrics
+}
+
+func (ml *metricsLog) stage() pipeline.Stage {
 	return pipeline.StageFunc(func(ctx context.Context, in *pipeline.Inbox, out *pipeline.Outbox) error {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(ml.path), 0o755); err != nil {
 			return err
 		}
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err := os.OpenFile(ml.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			return err
 		}
 		log := sinks.NewMetricsLog(f)
-		err = log.Stage().Run(ctx, in, out)
+		for _, m := range ml.prior {
+			log.Count(m)
+		}
+		err = pipeline.Each(ctx, in, "metrics", func(m pipeline.StepMetrics) error {
+			if err := log.Write(m); err != nil {
+				return err
+			}
+			ml.written.Store(m.Step)
+			return nil
+		})
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err == nil {
-			err = writeSummary(strings.TrimSuffix(path, filepath.Ext(path))+".summary.json", log.Summary())
+			err = writeSummary(ml.summary, log.Summary())
 		}
 		return err
 	})

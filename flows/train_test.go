@@ -361,7 +361,7 @@ func TestResumeRefusals(t *testing.T) {
 	}{
 		{"other seed", "moco", tinySets("moco", "seed=2"), flows.JobOptions{Resume: ck}, []string{"seed 1", "seed 2"}},
 		{"past max steps", "moco", tinySets("moco"), flows.JobOptions{Resume: ck, MaxSteps: 2}, []string{"step 2", "max steps"}},
-		{"other encoder", "moco", tinySets("moco", "stages.encode.out=32", "stages.queue.dim=32"), flows.JobOptions{Resume: ck}, []string{"resume", "head.2"}},
+		{"other encoder", "moco", tinySets("moco", "stages.encode.out=32", "stages.queue.dim=32"), flows.JobOptions{Resume: ck}, []string{"resume", "encoder", "Out:16", "Out:32"}},
 		{"no key encoder in the checkpoint", "moco", tinySets("moco"), flows.JobOptions{Resume: &sinks.Checkpoint{Model: ck.Model, Info: ck.Info}}, []string{"resume", "key"}},
 		{"negative max steps", "moco", tinySets("moco"), flows.JobOptions{MaxSteps: -1}, []string{"max steps"}},
 	} {

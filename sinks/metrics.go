@@ -40,6 +40,13 @@ func (l *MetricsLog) Write(m pipeline.StepMetrics) error {
 	if err := l.enc.Encode(m); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	l.Count(m)
+	return nil
+}
+
+// Count adds m to the summary without writing it: a step an earlier
+// process wrote (a resumed run's summary covers the whole run).
+func (l *MetricsLog) Count(m pipeline.StepMetrics) {
 	if l.sum.Steps == 0 {
 		l.sum.FirstLoss = m.Loss
 	}
@@ -51,7 +58,6 @@ func (l *MetricsLog) Write(m pipeline.StepMetrics) error {
 	if l.sum.Seconds > 0 {
 		l.sum.SamplesPerSec = float64(l.sum.Samples) / l.sum.Seconds
 	}
-	return nil
 }
 
 // Summary returns the summary so far.

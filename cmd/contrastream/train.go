@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +24,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flow := fs.String("flow", defaultFlow, "a prebuilt flow's `name` (see 'contrastream flows') or a YAML file")
 	data := fs.String("data", "", "the dataset `SRC` (Parquet/Arrow file or glob, image folder, IDX images file, builtin:train); overrides the flow's source.path")
 	out := fs.String("out", "", "the run `folder` for metrics and checkpoints (default runs/FLOW-TIME; with --resume, the checkpoint's run folder)")
-	resume := fs.String("resume", "", "continue from the checkpoint `folder` written by an earlier run")
+	resume := fs.String("resume", "", "continue from the checkpoint `folder` written by an earlier run (its checkpoints then replace that folder)")
+	initFrom := fs.String("init-from", "", "start a new run from the encoder weights of the checkpoint `folder` (step 0, new optimizer; any flow with the same encoder)")
+	force := fs.Bool("force", false, "let --out name a folder that holds another run, and replace that run's metrics and checkpoint")
 	var sets multiFlag
 	fs.Var(&sets, "set", "override a field of the flow, `path=value` (e.g. epochs=2, stages.collate.batch_size=64); repeatable")
 	maxSteps := fs.Int64("max-steps", 0, "stop training after `N` steps in all (a resumed run's included) and write the checkpoint; the schedules still span the flow's epochs, so --resume continues the run (0: no limit)")
@@ -45,14 +48,25 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer stop()
 	}
-	var ck *sinks.Checkpoint
+	flowSet := false
+	fs.Visit(func(f *flag.Flag) { flowSet = flowSet || f.Name == "flow" })
+	if *resume != "" && *initFrom != "" {
+		return fmt.Errorf("%w: --resume continues a run, --init-from starts a new one: give one of them", errUsage)
+	}
+	if *resume != "" && *force {
+		return fmt.Errorf("%w: --force starts a new run over an old one; --resume continues one: give one of them", errUsage)
+	}
+	var ck, init *sinks.Checkpoint
 	if *resume != "" {
 		var err error
 		if ck, err = sinks.ReadCheckpoint(*resume); err != nil {
 			return err
 		}
-		if *out == "" {
-			*out = filepath.Dir(filepath.Clean(*resume))
+	}
+	if *initFrom != "" {
+		var err error
+		if init, err = sinks.ReadCheckpoint(*initFrom); err != nil {
+			return err
 		}
 	}
 	if *data != "" {
@@ -62,7 +76,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		spec *pipeline.Spec
 		err  error
 	)
-	if ck != nil && *flow == defaultFlow && ck.Info.Flow != "" {
+	if ck != nil && !flowSet && ck.Info.Flow != "" {
 		spec, err = pipeline.ParseSpec([]byte(ck.Info.Flow), filepath.Join(*resume, sinks.InfoFile), nil, sets)
 	} else {
 		spec, err = flows.Load(*flow, sets)
@@ -70,12 +84,23 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if *out == "" {
-		*out = filepath.Join("runs", spec.Name+"-"+time.Now().Format("20060102-150405"))
+	made := ""
+	if *out == "" && ck == nil {
+		if made, err = flows.NewRunDir("runs", spec.Name, time.Now()); err != nil {
+			return err
+		}
+		*out = made
 	}
-	job, err := flows.Prepare(spec, pipeline.Options{}, flows.JobOptions{RunDir: *out, Resume: ck, MaxSteps: *maxSteps})
+	job, err := flows.Prepare(spec, pipeline.Options{}, flows.JobOptions{RunDir: *out, Resume: ck, ResumeFrom: *resume,
+		InitFrom: init, Force: *force, MaxSteps: *maxSteps})
 	if err != nil {
+		if made != "" {
+			os.Remove(made) // empty: nothing was written
+		}
 		return err
+	}
+	if *out == "" {
+		*out = job.RunDir()
 	}
 	f := job.Flow
 	var prog *sinks.Progress

@@ -1,0 +1,194 @@
+package flows
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// A run folder holds one training run: its checkpoint folder, its metrics
+// and its kNN results. A flow writes nowhere else, and removes nothing but
+// what a run writes: runFiles checks every path the sinks name, before
+// anything is written, and claims the folder for one process (lockRunDir).
+
+// runFiles collects the paths a training flow's sinks write, relative to
+// the run folder, as the sinks are built; check then vets them together.
+type runFiles struct {
+	dir   string   // the run folder; "" writes nothing
+	ckpt  string   // the checkpoint folder, relative ("" without one)
+	files []string // files, relative (metrics, its summary, eval)
+	// ckptAt, when set, is where the checkpoint goes instead of
+	// dir/ckpt: the folder a resumed run's checkpoint was read from.
+	ckptAt string
+}
+
+// localPath checks that rel, a path from a flow's config, names something
+// strictly inside the run folder: relative, not the folder itself, and
+// never above it.
+func localPath(rel string) error {
+	if rel == "" {
+		return nil // the default
+	}
+	c := filepath.Clean(rel)
+	if !filepath.IsLocal(c) || c == "." {
+		return fmt.Errorf("%q must name a path inside the run folder (relative, not the folder itself, no '..')", rel)
+	}
+	return nil
+}
+
+// addFile records a file the flow writes, rel to the run folder, and
+// returns its path.
+func (r *runFiles) addFile(rel string) string {
+	r.files = append(r.files, filepath.Clean(rel))
+	return filepath.Join(r.dir, rel)
+}
+
+// checkpointDir is the checkpoint folder's path.
+func (r *runFiles) checkpointDir() string {
+	if r.ckptAt != "" {
+		return r.ckptAt
+	}
+	if r.ckpt == "" {
+		return ""
+	}
+	return filepath.Join(r.dir, r.ckpt)
+}
+
+// check vets the paths: every one is inside the run folder even through
+// symbolic links, no two sinks write the same file, and no file lies in
+// the checkpoint folder or in one of the folders a checkpoint write
+// replaces (its .old and .new-* siblings), which each write removes.
+func (r *runFiles) check() error {
+	if r.dir == "" {
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, f := range r.files {
+		if seen[f] {
+			return fmt.Errorf("run folder: two sinks write %s", filepath.Join(r.dir, f))
+		}
+		seen[f] = true
+		if ck := r.checkpointDir(); ck != "" && inCheckpointArea(filepath.Join(r.dir, f), ck) {
+			return fmt.Errorf("run folder: %s lies in the checkpoint folder %s (or a folder that replaces it), and every checkpoint write would remove it: name a file outside it",
+				filepath.Join(r.dir, f), ck)
+		}
+		if err := resolvesInside(r.dir, filepath.Join(r.dir, f)); err != nil {
+			return err
+		}
+	}
+	if r.ckpt != "" && r.ckptAt == "" {
+		if err := resolvesInside(r.dir, r.checkpointDir()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inCheckpointArea reports whether path is ck, lies under it, or under
+// one of the siblings a checkpoint write makes and removes (ck.old,
+// .NAME.new-*).
+func inCheckpointArea(path, ck string) bool {
+	rel, err := filepath.Rel(filepath.Dir(filepath.Clean(ck)), filepath.Clean(path))
+	if err != nil || !filepath.IsLocal(rel) {
+		return false
+	}
+	first, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
+	base := filepath.Base(ck)
+	return first == base || first == base+".old" || strings.HasPrefix(first, "."+base+".new-")
+}
+
+// resolvesInside checks that path, with the symbolic links of the part of
+// it that exists resolved, stays inside dir (resolved the same way).
+func resolvesInside(dir, path string) error {
+	root, err := resolveExisting(dir)
+	if err != nil {
+		return err
+	}
+	p, err := resolveExisting(path)
+	if err != nil {
+		return err
+	}
+	if rel, err := filepath.Rel(root, p); err != nil || !filepath.IsLocal(rel) || rel == "." {
+		return fmt.Errorf("run folder: %s resolves to %s, outside the run folder %s (a symbolic link?)", path, p, dir)
+	}
+	return nil
+}
+
+// resolveExisting resolves the symbolic links of the longest part of path
+// that exists and joins the rest to it.
+func resolveExisting(path string) (string, error) {
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	var rest []string
+	for p := path; ; p = filepath.Dir(p) {
+		r, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			for i := len(rest) - 1; i >= 0; i-- {
+				r = filepath.Join(r, rest[i])
+			}
+			return r, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		if filepath.Dir(p) == p {
+			return path, nil
+		}
+		rest = append(rest, filepath.Base(p))
+	}
+}
+
+// existing lists the run's files and folders that exist, as paths.
+func (r *runFiles) existing() []string {
+	if r.dir == "" {
+		return nil
+	}
+	var paths []string
+	if ck := r.checkpointDir(); ck != "" {
+		paths = append(paths, ck, ck+".old")
+	}
+	for _, f := range r.files {
+		paths = append(paths, filepath.Join(r.dir, f))
+	}
+	var found []string
+	for _, p := range paths {
+		if _, err := os.Lstat(p); err == nil {
+			found = append(found, p)
+		}
+	}
+	return found
+}
+
+// ErrRunExists is returned (wrapped) when a new run would write into a
+// folder that holds another run.
+var ErrRunExists = errors.New("the run folder already holds a run")
+
+// NewRunDir makes a new, empty run folder parent/NAME-TIME for a run of
+// flow name started at t, adding -2, -3… when one of that name exists
+// (two runs started in the same second), and returns its path.
+func NewRunDir(parent, name string, t time.Time) (string, error) {
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", err
+	}
+	base := filepath.Join(parent, name+"-"+t.Format("20060102-150405"))
+	for i := 1; i < 1000; i++ {
+		dir := base
+		if i > 1 {
+			dir = fmt.Sprintf("%s-%d", base, i)
+		}
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			return dir, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("no free run folder name like %s", base)
+}
