@@ -119,29 +119,58 @@ func resolvesInside(dir, path string) error {
 }
 
 // resolveExisting resolves the symbolic links of the longest part of path
-// that exists and joins the rest to it.
+// that exists, a link whose target is missing included, and joins the
+// rest to it.
 func resolveExisting(path string) (string, error) {
-	path, err := filepath.Abs(path)
-	if err != nil {
-		return "", err
-	}
-	var rest []string
-	for p := path; ; p = filepath.Dir(p) {
-		r, err := filepath.EvalSymlinks(p)
-		if err == nil {
-			for i := len(rest) - 1; i >= 0; i-- {
-				r = filepath.Join(r, rest[i])
-			}
-			return r, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
+	for range 40 { // links to links: give up as the system does
+		var err error
+		if path, err = filepath.Abs(path); err != nil {
 			return "", err
 		}
-		if filepath.Dir(p) == p {
-			return path, nil
+		var rest []string
+		p := path
+		for {
+			fi, err := os.Lstat(p)
+			if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+				if _, err := filepath.EvalSymlinks(p); err != nil {
+					// A dangling link: follow it by hand.
+					target, err := os.Readlink(p)
+					if err != nil {
+						return "", err
+					}
+					if !filepath.IsAbs(target) {
+						target = filepath.Join(filepath.Dir(p), target)
+					}
+					path = filepath.Join(append([]string{target}, reverse(rest)...)...)
+					break
+				}
+			}
+			if err == nil {
+				r, err := filepath.EvalSymlinks(p)
+				if err != nil {
+					return "", err
+				}
+				return filepath.Join(append([]string{r}, reverse(rest)...)...), nil
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return "", err
+			}
+			if filepath.Dir(p) == p {
+				return path, nil
+			}
+			rest = append(rest, filepath.Base(p))
+			p = filepath.Dir(p)
 		}
-		rest = append(rest, filepath.Base(p))
 	}
+	return "", fmt.Errorf("%s: too many levels of symbolic links", path)
+}
+
+func reverse(s []string) []string {
+	r := make([]string, len(s))
+	for i, v := range s {
+		r[len(s)-1-i] = v
+	}
+	return r
 }
 
 // existing lists the run's files and folders that exist, as paths.

@@ -288,7 +288,7 @@ func trainingKinds() []pipeline.Kind {
 					if rf.ckpt == "" {
 						rf.ckpt = "checkpoint"
 					}
-					ck := &checkpointer{dir: rf.checkpointDir(), every: c.Every, interval: DefaultCheckpointSeconds}
+					ck := &checkpointer{dir: rf.checkpointDir(), every: c.Every, interval: DefaultCheckpointSeconds, last: time.Now()}
 					if c.Seconds != nil {
 						ck.interval = *c.Seconds
 					}
@@ -392,7 +392,7 @@ type checkpointer struct {
 	every    int
 	interval float64 // seconds; 0: no timer
 
-	last    time.Time     // when the last checkpoint was written (or the run began)
+	last    time.Time     // when the last checkpoint was written (or the flow was built)
 	cost    time.Duration // how long it took
 	pending []pipeline.StepMetrics
 }
@@ -422,10 +422,6 @@ func (c *checkpointer) due(steps int64) bool {
 		return true
 	}
 	if c.interval <= 0 {
-		return false
-	}
-	if c.last.IsZero() {
-		c.last = time.Now()
 		return false
 	}
 	wait := max(time.Duration(c.interval*float64(time.Second)), 50*c.cost)

@@ -103,3 +103,85 @@ func TestTrainRefusesBeforeTraining(t *testing.T) {
 		t.Errorf("lr 1e30: code %d, stderr %q", code, stderr)
 	}
 }
+
+// TestTrainRunFolders: a second train --out on a run is refused unless
+// --force; the default run folders of two runs differ; a resume writes
+// only where its checkpoint lives; --flow on a resume is checked against
+// the checkpoint's flow, and --init-from starts another flow from its
+// weights.
+func TestTrainRunFolders(t *testing.T) {
+	dir := t.TempDir()
+	models := filepath.Join(dir, "models")
+	short := append([]string{"train", "-q", "--max-steps", "1"}, tinyMoCo...)
+	short = append(short, "--set", "sinks.knn.every=0")
+	if code, stdout, stderr := cli(t, append(short, "--out", models)...); code != 0 {
+		t.Fatalf("train: code %d\n%s\n%s", code, stdout, stderr)
+	}
+	code, _, stderr := cli(t, append(short, "--out", models)...)
+	if code != 1 || !strings.Contains(stderr, "already holds a run") || !strings.Contains(stderr, "--force") {
+		t.Errorf("second train --out on a run: code %d, stderr %q", code, stderr)
+	}
+	if n := lines(filepath.Join(models, "metrics.jsonl")); n != 1 {
+		t.Errorf("the refused run changed metrics.jsonl: %d lines", n)
+	}
+
+	// models/best is a copy of the run's checkpoint; models/checkpoint
+	// becomes something else of the user's.
+	best := filepath.Join(models, "best")
+	if err := os.Rename(filepath.Join(models, "checkpoint"), best); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(models, "checkpoint", "notes.txt")
+	os.MkdirAll(filepath.Dir(other), 0o755)
+	os.WriteFile(other, []byte("mine"), 0o644)
+	code, stdout, stderr := cli(t, "train", "-q", "--max-steps", "2", "--resume", best)
+	if code != 0 || !strings.Contains(stdout, "checkpoint: "+best) {
+		t.Fatalf("train --resume %s: code %d\n%s\n%s", best, code, stdout, stderr)
+	}
+	if ck, err := sinks.ReadCheckpoint(best); err != nil || ck.Info.Step != 2 {
+		t.Errorf("the resumed run's checkpoint: %+v, %v; want step 2 in %s", ck, err, best)
+	}
+	if b, err := os.ReadFile(other); err != nil || string(b) != "mine" {
+		t.Errorf("the resume touched %s: %q, %v", other, b, err)
+	}
+
+	// --flow simclr on a moco checkpoint is refused, --init-from is not.
+	code, _, stderr = cli(t, "train", "-q", "--max-steps", "3", "--resume", best, "--flow", "simclr")
+	if code != 1 || !strings.Contains(stderr, "queue") || !strings.Contains(stderr, "--init-from") {
+		t.Errorf("--flow simclr --resume <moco>: code %d, stderr %q", code, stderr)
+	}
+	fresh := filepath.Join(dir, "fresh")
+	simclr := []string{"train", "-q", "--flow", "simclr", "--max-steps", "1", "--out", fresh, "--init-from", best,
+		"--set", "source.path=builtin:test", "--set", "source.shards=50", "--set", "stages.augment.size=16", "--set", "stages.collate.batch_size=8",
+		"--set", "stages.encode.hidden=16", "--set", "stages.encode.out=16", "--set", "sinks.knn.every=0"}
+	if code, stdout, stderr := cli(t, simclr...); code != 0 {
+		t.Fatalf("--init-from: code %d\n%s\n%s", code, stdout, stderr)
+	}
+	if ck, err := sinks.ReadCheckpoint(filepath.Join(fresh, "checkpoint")); err != nil || ck.Info.Step != 1 {
+		t.Errorf("--init-from run: %+v, %v", ck, err)
+	}
+
+	// --force replaces the run.
+	if code, stdout, stderr := cli(t, append(short, "--out", fresh, "--force")...); code != 0 {
+		t.Fatalf("--force: code %d\n%s\n%s", code, stdout, stderr)
+	}
+	if n := lines(filepath.Join(fresh, "metrics.jsonl")); n != 1 {
+		t.Errorf("after --force: %d metrics lines, want the new run's 1", n)
+	}
+
+	// Default run folders: two runs in one second get two folders.
+	wd, _ := os.Getwd()
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chdir(wd)
+	for range 2 {
+		if code, stdout, stderr := cli(t, short...); code != 0 {
+			t.Fatalf("train: code %d\n%s\n%s", code, stdout, stderr)
+		}
+	}
+	runs, _ := os.ReadDir(filepath.Join(dir, "runs"))
+	if len(runs) != 2 {
+		t.Errorf("two runs made %d run folders", len(runs))
+	}
+}
