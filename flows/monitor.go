@@ -144,6 +144,10 @@ type monitor struct {
 
 	mu    sync.Mutex
 	snaps map[int64]*encode.Weights // by steps taken
+	// open are the steps captured whose record is not yet written: a
+	// checkpoint past one of them waits (see settled), since the weights
+	// it judges would be lost with a crash.
+	open map[int64]bool
 	last  atomic.Pointer[EvalRecord]
 }
 
@@ -166,6 +170,27 @@ func (m *monitor) capture(steps int64, w *encode.Weights) {
 	c := w.Clone()
 	m.mu.Lock()
 	m.snaps[steps] = c
+	m.open[steps] = true
+	m.mu.Unlock()
+}
+
+// settled reports whether every evaluation of a step before steps has
+// its record written (or was abandoned).
+func (m *monitor) settled(steps int64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for s := range m.open {
+		if s < steps {
+			return false
+		}
+	}
+	return true
+}
+
+// close marks the evaluation of steps as done.
+func (m *monitor) close(steps int64) {
+	m.mu.Lock()
+	delete(m.open, steps)
 	m.mu.Unlock()
 }
 
@@ -222,6 +247,7 @@ func (m *monitor) stage() pipeline.Stage {
 		}
 		judge := func(steps int64) error {
 			w := m.take(steps)
+			defer m.close(steps)
 			if w == nil || ectx.Err() != nil {
 				return nil
 			}
@@ -326,7 +352,7 @@ func buildMonitor(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 			acfg = *a
 		}
 	}
-	m := &monitor{every: 1, epochs: plan.Epochs, batches: plan.Batches, knn: c.KNNConfig, acfg: acfg, snaps: map[int64]*encode.Weights{}}
+	m := &monitor{every: 1, epochs: plan.Epochs, batches: plan.Batches, knn: c.KNNConfig, acfg: acfg, snaps: map[int64]*encode.Weights{}, open: map[int64]bool{}}
 	if c.Every != nil {
 		m.every = *c.Every
 	}

@@ -363,16 +363,25 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 			if mon, ok := env.Shared[sharedMonitor].(*monitor); ok {
 				mon.capture(steps, pool.Weights())
 			}
+
+			stop := ctl.maxSteps > 0 && steps >= ctl.maxSteps
 			if ck, _ := env.Shared[sharedCkpt].(*checkpointer); ck != nil {
 				ml, _ := env.Shared[sharedMetrics].(*metricsLog)
 				ck.record(m, ml)
-				if ck.due(steps) {
+				// The last step's checkpoint is Job.Run's, once the sinks
+				// have written all they hold: a crash before it resumes
+				// from the step before and takes the last step again.
+				// A checkpoint also waits for the kNN records of earlier
+				// steps: their weights are gone once it replaces the last.
+				mon, _ := env.Shared[sharedMonitor].(*monitor)
+				settled := mon == nil || mon.settled(steps)
+				if last := stop || steps >= plan.Steps(); !last && settled && ck.due(steps) {
 					if err := ck.save(env, ml); err != nil {
 						return false, fmt.Errorf("checkpoint: %w", err)
 					}
 				}
 			}
-			return ctl.maxSteps > 0 && steps >= ctl.maxSteps, nil
+			return stop, nil
 		},
 		Stop: ctl.stop,
 	}
