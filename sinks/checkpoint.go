@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -67,9 +68,23 @@ type Checkpoint struct {
 // leaves either the old checkpoint or the new one at dir (or, in the
 // instant between the two renames, the old one at dir+".old"; ReadCheckpoint
 // falls back to it).
+//
+// WriteCheckpoint removes only what it could have written: if dir or
+// dir+".old" holds anything but the checkpoint files (model.safetensors,
+// state.safetensors, state.json), for instance because dir is a run folder
+// holding the user's own files, it returns an error naming the folder and
+// the first such entry, and changes nothing.
 func WriteCheckpoint(dir string, c Checkpoint) error {
 	dir = filepath.Clean(dir)
-	parent := filepath.Dir(dir)
+	parent, old := filepath.Dir(dir), dir+".old"
+	// Refuse before touching anything.
+	exists, err := ownFolder(dir)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	if _, err := ownFolder(old); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
@@ -102,11 +117,10 @@ func WriteCheckpoint(dir string, c Checkpoint) error {
 		return err
 	}
 	syncDir(tmp)
-	old := dir + ".old"
 	if err := os.RemoveAll(old); err != nil {
 		return err
 	}
-	if _, err := os.Stat(dir); err == nil {
+	if exists {
 		if err := os.Rename(dir, old); err != nil {
 			return err
 		}
@@ -116,6 +130,50 @@ func WriteCheckpoint(dir string, c Checkpoint) error {
 	}
 	syncDir(parent)
 	return os.RemoveAll(old)
+}
+
+// isCheckpointFile reports whether name is one of a checkpoint's files.
+func isCheckpointFile(name string) bool {
+	return name == ModelFile || name == StateFile || name == InfoFile
+}
+
+// ownFolder reports whether dir exists, and returns an error if it does
+// but is not a folder WriteCheckpoint could have made: a folder holding
+// only checkpoint files (plain files, no sub-folders).
+func ownFolder(dir string) (bool, error) {
+	st, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !st.IsDir() {
+		what := "a file"
+		if st.Mode()&fs.ModeSymlink != 0 {
+			what = "a symbolic link"
+		}
+		return true, fmt.Errorf("%s is %s, not a folder that WriteCheckpoint wrote; refusing to replace or remove it", dir, what)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return true, err
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() && isCheckpointFile(e.Name()) {
+			continue
+		}
+		what := "the file"
+		switch {
+		case e.IsDir():
+			what = "the folder"
+		case !e.Type().IsRegular():
+			what = "the non-regular file"
+		}
+		return true, fmt.Errorf("%s holds %s %q, which is not a checkpoint file (only %s, %s and %s are); refusing to replace or remove it",
+			dir, what, e.Name(), ModelFile, StateFile, InfoFile)
+	}
+	return true, nil
 }
 
 func writeFileSync(path string, b []byte) error {

@@ -2,6 +2,8 @@ package sinks
 
 import (
 	"errors"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,5 +87,120 @@ func TestReadCheckpointRejects(t *testing.T) {
 	os.Rename(good, good+".old")
 	if c, err := ReadCheckpoint(good); err != nil || c.Info.Step != 1 {
 		t.Errorf("fallback to .old: %v", err)
+	}
+}
+
+// snapshot returns every file and folder under root, with the files'
+// contents, so that a test can check that nothing was touched.
+func snapshot(t *testing.T, root string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		switch {
+		case d.IsDir():
+			m[rel] = "(folder)"
+		case d.Type()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(path)
+			m[rel] = "(link to " + target + ")"
+		default:
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			m[rel] = string(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// copyCheckpoint copies the checkpoint files of src that exist into the
+// folder dst.
+func copyCheckpoint(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{ModelFile, StateFile, InfoFile} {
+		if b, err := os.ReadFile(filepath.Join(src, f)); err == nil {
+			if err := os.WriteFile(filepath.Join(dst, f), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// WriteCheckpoint replaces or removes only folders it could have written;
+// anything else is an error naming the folder and the first foreign entry,
+// and nothing is touched.
+func TestWriteCheckpointRefusesForeignFolders(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, run, dir string)
+		want  []string // in the error
+	}{
+		{"a run folder as dir", func(t *testing.T, run, dir string) {
+			// checkpoint.dir=".": the run folder, with the user's files.
+			os.WriteFile(filepath.Join(run, "metrics.jsonl"), []byte(`{"step":1}`+"\n"), 0o644)
+			os.WriteFile(filepath.Join(run, "notes.txt"), []byte("my notes"), 0o644)
+			copyCheckpoint(t, filepath.Join(run, "ckpt"), run)
+		}, []string{`run holds the folder "ckpt"`}},
+		{"a user file in dir", func(t *testing.T, _, dir string) {
+			os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("my notes"), 0o644)
+		}, []string{`holds the file "notes.txt"`}},
+		{"a sub-folder in dir", func(t *testing.T, _, dir string) {
+			copyCheckpoint(t, dir, filepath.Join(dir, "best"))
+		}, []string{`holds the folder "best"`}},
+		{"dir is a file", func(t *testing.T, _, dir string) {
+			os.RemoveAll(dir)
+			os.WriteFile(dir, []byte("my data"), 0o644)
+		}, []string{"is a file"}},
+		{"dir is a symbolic link", func(t *testing.T, run, dir string) {
+			os.Rename(dir, filepath.Join(run, "elsewhere"))
+			if err := os.Symlink("elsewhere", dir); err != nil {
+				t.Skip(err)
+			}
+		}, []string{"is a symbolic link"}},
+		{"a user file in dir.old", func(t *testing.T, _, dir string) {
+			copyCheckpoint(t, dir, dir+".old")
+			os.WriteFile(filepath.Join(dir+".old", "notes.txt"), []byte("my notes"), 0o644)
+		}, []string{".old holds the file \"notes.txt\""}},
+		{"a user file in dir.old, dir missing", func(t *testing.T, _, dir string) {
+			os.Rename(dir, dir+".old")
+			os.WriteFile(filepath.Join(dir+".old", "notes.txt"), []byte("my notes"), 0o644)
+		}, []string{".old holds the file \"notes.txt\""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run := filepath.Join(t.TempDir(), "run")
+			ckpt := filepath.Join(run, "ckpt")
+			if err := WriteCheckpoint(ckpt, testCheckpoint(1)); err != nil {
+				t.Fatal(err)
+			}
+			dir := ckpt
+			if tc.name == "a run folder as dir" {
+				dir = run
+			}
+			tc.setup(t, run, dir)
+			before := snapshot(t, filepath.Dir(run))
+			err := WriteCheckpoint(dir, testCheckpoint(2))
+			if err == nil {
+				t.Fatal("WriteCheckpoint replaced a folder it did not write")
+			}
+			for _, w := range append(tc.want, "checkpoint "+dir+": ") {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if after := snapshot(t, filepath.Dir(run)); !maps.Equal(before, after) {
+				t.Errorf("the refused write changed the folders:\nbefore %v\nafter  %v", slices.Sorted(maps.Keys(before)), slices.Sorted(maps.Keys(after)))
+			}
+		})
 	}
 }
