@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/contrastream/contrastream/sinks/safetensors"
@@ -76,7 +77,7 @@ type Checkpoint struct {
 // the first such entry, and changes nothing.
 func WriteCheckpoint(dir string, c Checkpoint) error {
 	dir = filepath.Clean(dir)
-	parent, old := filepath.Dir(dir), dir+".old"
+	parent, base, old := filepath.Dir(dir), filepath.Base(dir), dir+".old"
 	// Refuse before touching anything.
 	exists, err := ownFolder(dir)
 	if err != nil {
@@ -88,7 +89,7 @@ func WriteCheckpoint(dir string, c Checkpoint) error {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".new-*")
+	tmp, err := os.MkdirTemp(parent, "."+base+".new-*")
 	if err != nil {
 		return err
 	}
@@ -106,9 +107,11 @@ func WriteCheckpoint(dir string, c Checkpoint) error {
 	if err := safetensors.Write(filepath.Join(tmp, ModelFile), c.Model, map[string]string{"format": "contrastream checkpoint model"}); err != nil {
 		return err
 	}
+	testDelay()
 	if err := safetensors.Write(filepath.Join(tmp, StateFile), c.State, nil); err != nil {
 		return err
 	}
+	testDelay()
 	info, err := json.MarshalIndent(c.Info, "", "  ")
 	if err != nil {
 		return err
@@ -116,15 +119,18 @@ func WriteCheckpoint(dir string, c Checkpoint) error {
 	if err := writeFileSync(filepath.Join(tmp, InfoFile), append(info, '\n')); err != nil {
 		return err
 	}
+	testDelay()
 	syncDir(tmp)
 	if err := os.RemoveAll(old); err != nil {
 		return err
 	}
 	if exists {
+		testDelay()
 		if err := os.Rename(dir, old); err != nil {
 			return err
 		}
 	}
+	testDelay()
 	if err := os.Rename(tmp, dir); err != nil {
 		return err
 	}
@@ -241,4 +247,27 @@ func Versions() map[string]string {
 		v["contrastream"] = bi.Main.Version
 	}
 	return v
+}
+
+// testDelayEnv names the environment variable of the testing aid that
+// doc.go describes.
+const testDelayEnv = "CONTRASTREAM_TEST_CHECKPOINT_DELAY"
+
+// testDelayOf parses the value of testDelayEnv: a positive Go duration, or
+// 0 (no delay) for anything else.
+func testDelayOf(s string) time.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
+}
+
+var testDelayOnce = sync.OnceValue(func() time.Duration { return testDelayOf(os.Getenv(testDelayEnv)) })
+
+// testDelay sleeps for the testing aid's delay, if one is set.
+func testDelay() {
+	if d := testDelayOnce(); d > 0 {
+		time.Sleep(d)
+	}
 }

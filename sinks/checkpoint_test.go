@@ -2,13 +2,17 @@ package sinks
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/contrastream/contrastream/sinks/safetensors"
 )
@@ -202,5 +206,77 @@ func TestWriteCheckpointRefusesForeignFolders(t *testing.T) {
 				t.Errorf("the refused write changed the folders:\nbefore %v\nafter  %v", slices.Sorted(maps.Keys(before)), slices.Sorted(maps.Keys(after)))
 			}
 		})
+	}
+}
+
+func TestCheckpointTestDelayOf(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": 0, "20ms": 20 * time.Millisecond, "1s": time.Second, "junk": 0, "20": 0, "-5ms": 0} {
+		if got := testDelayOf(in); got != want {
+			t.Errorf("testDelayOf(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+// TestCheckpointWriterProcess is the process that the crash tests kill:
+// it writes the checkpoint of step $SINKS_TEST_WRITE_STEP to
+// $SINKS_TEST_WRITE_DIR.
+func TestCheckpointWriterProcess(t *testing.T) {
+	dir := os.Getenv("SINKS_TEST_WRITE_DIR")
+	if dir == "" {
+		t.Skip("the process that the crash tests start and kill")
+	}
+	step, _ := strconv.ParseInt(os.Getenv("SINKS_TEST_WRITE_STEP"), 10, 64)
+	start := time.Now()
+	if err := WriteCheckpoint(dir, testCheckpoint(step)); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("wrote in %d ns\n", time.Since(start))
+}
+
+// startWriter starts the process of TestCheckpointWriterProcess, writing
+// the checkpoint of step to dir with the testing aid's delay. Its output
+// goes to out; done receives what cmd.Wait returns.
+func startWriter(t *testing.T, dir string, step int64, delay time.Duration) (cmd *exec.Cmd, out *strings.Builder, done chan error) {
+	t.Helper()
+	cmd = exec.Command(os.Args[0], "-test.run=^TestCheckpointWriterProcess$")
+	cmd.Env = append(os.Environ(), "CONTRASTREAM_TEST_CHECKPOINT_DELAY="+delay.String(),
+		"SINKS_TEST_WRITE_DIR="+dir, "SINKS_TEST_WRITE_STEP="+strconv.FormatInt(step, 10))
+	out = new(strings.Builder)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done = make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return cmd, out, done
+}
+
+// With CONTRASTREAM_TEST_CHECKPOINT_DELAY set, a write that replaces a
+// checkpoint sleeps after each of its three files and before each of its
+// two renames.
+func TestCheckpointTestDelay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a process and waits on the delay")
+	}
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	if err := WriteCheckpoint(dir, testCheckpoint(1)); err != nil {
+		t.Fatal(err)
+	}
+	const delay = 100 * time.Millisecond
+	_, out, done := startWriter(t, dir, 2, delay)
+	if err := <-done; err != nil {
+		t.Fatalf("the writing process failed: %v\n%s", err, out)
+	}
+	var took time.Duration
+	for _, line := range strings.Split(out.String(), "\n") {
+		if _, err := fmt.Sscanf(line, "wrote in %d ns", &took); err == nil {
+			break
+		}
+	}
+	if took < 5*delay {
+		t.Errorf("the write took %v, want at least 5 delays of %v\n%s", took, delay, out)
+	}
+	if c, err := ReadCheckpoint(dir); err != nil || c.Info.Step != 2 {
+		t.Errorf("after the delayed write: %v", err)
 	}
 }
