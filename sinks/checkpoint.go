@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,31 +66,37 @@ type Checkpoint struct {
 
 // WriteCheckpoint writes c to the folder dir, replacing what is there,
 // atomically: the three files are written and fsynced in a new folder
-// beside dir, which then takes dir's place by rename. A crash at any point
-// leaves either the old checkpoint or the new one at dir (or, in the
-// instant between the two renames, the old one at dir+".old"; ReadCheckpoint
-// falls back to it).
+// beside dir (".NAME.new-*"), which then takes dir's place by rename, the
+// old checkpoint stepping aside to dir+".old" until the new one is in
+// place. Through any sequence of crashes, dir or dir+".old" holds the last
+// complete checkpoint (ReadCheckpoint falls back to dir+".old"), and the
+// next write keeps it until its own is in place. Temporary folders that
+// crashed writes left beside dir are removed.
 //
 // WriteCheckpoint removes only what it could have written: if dir or
 // dir+".old" holds anything but the checkpoint files (model.safetensors,
 // state.safetensors, state.json), for instance because dir is a run folder
 // holding the user's own files, it returns an error naming the folder and
 // the first such entry, and changes nothing.
+//
+// One writer per dir at a time: a concurrent write to the same dir may
+// remove the other's temporary folder.
 func WriteCheckpoint(dir string, c Checkpoint) error {
 	dir = filepath.Clean(dir)
 	parent, base, old := filepath.Dir(dir), filepath.Base(dir), dir+".old"
 	// Refuse before touching anything.
-	exists, err := ownFolder(dir)
+	exists, err := ownFolder(dir, false)
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
-	if _, err := ownFolder(old); err != nil {
+	if _, err := ownFolder(old, false); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(parent, "."+base+".new-*")
+	removeOrphans(parent, base)
+	tmp, err := os.MkdirTemp(parent, "."+base+tempInfix+"*")
 	if err != nil {
 		return err
 	}
@@ -121,10 +128,14 @@ func WriteCheckpoint(dir string, c Checkpoint) error {
 	}
 	testDelay()
 	syncDir(tmp)
-	if err := os.RemoveAll(old); err != nil {
-		return err
-	}
+	// Only complete folders are ever renamed to dir, so an existing dir is
+	// the last good checkpoint and a dir+".old" beside it is stale. With
+	// dir missing (a crash between the two renames), dir+".old" is the
+	// last good one: it stays until the new one is in place.
 	if exists {
+		if err := os.RemoveAll(old); err != nil {
+			return err
+		}
 		testDelay()
 		if err := os.Rename(dir, old); err != nil {
 			return err
@@ -138,15 +149,42 @@ func WriteCheckpoint(dir string, c Checkpoint) error {
 	return os.RemoveAll(old)
 }
 
+// tempInfix is in the names of WriteCheckpoint's temporary folders:
+// "." + the checkpoint folder's name + tempInfix + digits (os.MkdirTemp's).
+const tempInfix = ".new-"
+
 // isCheckpointFile reports whether name is one of a checkpoint's files.
 func isCheckpointFile(name string) bool {
 	return name == ModelFile || name == StateFile || name == InfoFile
 }
 
+// isPartialFile reports whether name is a temporary file that
+// safetensors.Write makes for a checkpoint file ("." + file + "." +
+// digits), which a crash can leave in a temporary folder.
+func isPartialFile(name string) bool {
+	for _, f := range []string{ModelFile, StateFile} {
+		if rest, ok := strings.CutPrefix(name, "."+f+"."); ok && allDigits(rest) {
+			return true
+		}
+	}
+	return false
+}
+
+func allDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // ownFolder reports whether dir exists, and returns an error if it does
 // but is not a folder WriteCheckpoint could have made: a folder holding
-// only checkpoint files (plain files, no sub-folders).
-func ownFolder(dir string) (bool, error) {
+// only checkpoint files (plain files, no sub-folders), and, when partial
+// (a temporary folder of a crashed write), the temporary files of
+// safetensors.Write.
+func ownFolder(dir string, partial bool) (bool, error) {
 	st, err := os.Lstat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -166,7 +204,7 @@ func ownFolder(dir string) (bool, error) {
 		return true, err
 	}
 	for _, e := range entries {
-		if e.Type().IsRegular() && isCheckpointFile(e.Name()) {
+		if e.Type().IsRegular() && (isCheckpointFile(e.Name()) || partial && isPartialFile(e.Name())) {
 			continue
 		}
 		what := "the file"
@@ -180,6 +218,28 @@ func ownFolder(dir string) (bool, error) {
 			dir, what, e.Name(), ModelFile, StateFile, InfoFile)
 	}
 	return true, nil
+}
+
+// removeOrphans removes the temporary folders that crashed writes of the
+// checkpoint folder base left in parent: ".base.new-DIGITS" folders that
+// hold only checkpoint files, complete or partial. Anything else is left
+// alone; so are errors, since the write that follows matters more.
+func removeOrphans(parent, base string) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	prefix := "." + base + tempInfix
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || !allDigits(rest) || !e.IsDir() {
+			continue
+		}
+		path := filepath.Join(parent, e.Name())
+		if _, err := ownFolder(path, true); err == nil {
+			os.RemoveAll(path)
+		}
+	}
 }
 
 func writeFileSync(path string, b []byte) error {

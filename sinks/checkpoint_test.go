@@ -209,6 +209,99 @@ func TestWriteCheckpointRefusesForeignFolders(t *testing.T) {
 	}
 }
 
+// A crash between the two renames leaves dir missing and the last good
+// checkpoint at dir.old; a stale dir.old can sit beside a complete dir
+// after a crash before its removal. The next write ends with its own
+// checkpoint at dir and no dir.old.
+func TestWriteCheckpointAfterCrashStates(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(dir string)
+	}{
+		{"dir missing, dir.old complete", func(dir string) { os.Rename(dir, dir+".old") }},
+		{"dir complete, stale dir.old", func(dir string) {
+			copyCheckpoint(t, dir, dir+".old")
+			os.WriteFile(filepath.Join(dir+".old", InfoFile), []byte(`{"format": 1, "step": 0}`), 0o644)
+		}},
+		{"dir complete, partly removed dir.old", func(dir string) {
+			copyCheckpoint(t, dir, dir+".old")
+			os.Remove(filepath.Join(dir+".old", ModelFile))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ckpt")
+			if err := WriteCheckpoint(dir, testCheckpoint(1)); err != nil {
+				t.Fatal(err)
+			}
+			tc.setup(dir)
+			if c, err := ReadCheckpoint(dir); err != nil || c.Info.Step != 1 {
+				t.Fatalf("the crash state does not read as step 1: %v", err)
+			}
+			if err := WriteCheckpoint(dir, testCheckpoint(2)); err != nil {
+				t.Fatal(err)
+			}
+			if c, err := ReadCheckpoint(dir); err != nil || c.Info.Step != 2 {
+				t.Errorf("after the write: %v, %+v", err, c)
+			}
+			if got := slices.Sorted(maps.Keys(snapshot(t, filepath.Dir(dir)))); !slices.Equal(got, []string{".", "ckpt", "ckpt/" + ModelFile, "ckpt/" + InfoFile, "ckpt/" + StateFile}) {
+				t.Errorf("the folder holds %v", got)
+			}
+		})
+	}
+}
+
+// Temporary folders of crashed writes are removed by the next write, but
+// only those named as WriteCheckpoint names them and holding only
+// checkpoint files, complete or partial.
+func TestWriteCheckpointRemovesOrphans(t *testing.T) {
+	run := t.TempDir()
+	dir := filepath.Join(run, "ckpt")
+	if err := WriteCheckpoint(dir, testCheckpoint(1)); err != nil {
+		t.Fatal(err)
+	}
+	orphan := func(name string, files ...string) {
+		p := filepath.Join(run, name)
+		os.MkdirAll(p, 0o755)
+		for _, f := range files {
+			os.WriteFile(filepath.Join(p, f), []byte("partial"), 0o644)
+		}
+	}
+	orphan(".ckpt.new-123")
+	copyCheckpoint(t, dir, filepath.Join(run, ".ckpt.new-123")) // complete, never renamed
+	orphan(".ckpt.new-456", ModelFile, "."+StateFile+".789")    // killed inside safetensors.Write
+	orphan(".ckpt.new-7")                                       // killed right after os.MkdirTemp
+	removed := []string{".ckpt.new-123", ".ckpt.new-456", ".ckpt.new-7"}
+	orphan(".ckpt.new-77", ModelFile, "notes.txt") // someone else's file inside
+	orphan(".ckpt.new-78", "."+InfoFile+".5")      // not a temporary file safetensors.Write makes
+	orphan(".ckpt.new-79/sub", ModelFile)          // a sub-folder
+	orphan(".ckpt.new-x1", ModelFile)              // not os.MkdirTemp's digits
+	orphan(".ckpt.new-", ModelFile)
+	orphan("ckpt.new-1", ModelFile)      // no leading dot
+	orphan(".other.new-1", ModelFile)    // another checkpoint's
+	orphan(".ckpt.old.new-1", ModelFile) // another checkpoint's
+	os.WriteFile(filepath.Join(run, ".ckpt.new-9"), []byte("a file"), 0o644)
+	before := snapshot(t, run)
+	if err := WriteCheckpoint(dir, testCheckpoint(2)); err != nil {
+		t.Fatal(err)
+	}
+	after := snapshot(t, run)
+	for p, v := range before {
+		top := strings.Split(p, string(filepath.Separator))[0]
+		switch {
+		case top == "ckpt":
+		case slices.Contains(removed, top):
+			if _, ok := after[p]; ok {
+				t.Errorf("the orphan %s was left behind", p)
+			}
+		case after[p] != v:
+			t.Errorf("%s was changed or removed", p)
+		}
+	}
+	if c, err := ReadCheckpoint(dir); err != nil || c.Info.Step != 2 {
+		t.Errorf("after the write: %v", err)
+	}
+}
+
 func TestCheckpointTestDelayOf(t *testing.T) {
 	for in, want := range map[string]time.Duration{"": 0, "20ms": 20 * time.Millisecond, "1s": time.Second, "junk": 0, "20": 0, "-5ms": 0} {
 		if got := testDelayOf(in); got != want {
@@ -278,5 +371,97 @@ func TestCheckpointTestDelay(t *testing.T) {
 	}
 	if c, err := ReadCheckpoint(dir); err != nil || c.Info.Step != 2 {
 		t.Errorf("after the delayed write: %v", err)
+	}
+}
+
+// crashDelay is the testing aid's delay in the crash tests: long enough for
+// the test to see each stage of the write and kill it there.
+const crashDelay = 200 * time.Millisecond
+
+// killWrite starts a process that writes the checkpoint of step to dir
+// with the testing aid's delay, waits until at(tmp) holds for a temporary
+// folder tmp that did not exist before, then sleeps for wait and kills the
+// process (SIGKILL). It reports whether the kill landed before the write
+// ended.
+func killWrite(t *testing.T, dir string, step int64, at func(tmp string) bool, wait time.Duration) bool {
+	t.Helper()
+	temps := func() []string {
+		m, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".new-*"))
+		return m
+	}
+	existing := temps()
+	cmd, out, done := startWriter(t, dir, step, crashDelay)
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("the writing process failed: %v\n%s", err, out.String())
+			}
+			return false
+		case <-time.After(time.Millisecond):
+		}
+		if slices.ContainsFunc(temps(), func(tmp string) bool { return !slices.Contains(existing, tmp) && at(tmp) }) {
+			break
+		}
+	}
+	time.Sleep(wait)
+	cmd.Process.Kill()
+	if err := <-done; err != nil && cmd.ProcessState.ExitCode() != -1 { // -1: ended by the signal
+		t.Fatalf("the writing process failed: %v\n%s", err, out.String())
+	}
+	return cmd.ProcessState.ExitCode() == -1
+}
+
+// With the testing aid's delay, a kill lands inside a checkpoint write,
+// and whatever sequence of kills, the last good checkpoint survives and the
+// next write completes and cleans up. The run starts from the state a
+// crash between the two renames leaves: dir missing, the last good
+// checkpoint at dir.old.
+func TestCheckpointSurvivesKilledWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes and waits on the delay")
+	}
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	if err := WriteCheckpoint(dir, testCheckpoint(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dir, dir+".old"); err != nil {
+		t.Fatal(err)
+	}
+	has := func(f string) func(string) bool {
+		return func(tmp string) bool { _, err := os.Stat(filepath.Join(tmp, f)); return err == nil }
+	}
+	for i, kill := range []struct {
+		what string
+		at   func(tmp string) bool
+		wait time.Duration
+	}{
+		{"after the model file", has(ModelFile), 0},
+		{"after the state file", has(StateFile), 0},
+		{"after state.json", has(InfoFile), 0},
+		// Past the delay after state.json, in the one before the last
+		// rename: the new checkpoint is complete, not yet in place.
+		{"before the last rename", has(InfoFile), crashDelay * 3 / 2},
+	} {
+		step := int64(10 + i)
+		if !killWrite(t, dir, step, kill.at, kill.wait) {
+			t.Errorf("killed %s: the write ended first", kill.what)
+		}
+		c, err := ReadCheckpoint(dir)
+		if err != nil {
+			t.Fatalf("killed %s: the last good checkpoint is lost: %v", kill.what, err)
+		}
+		if c.Info.Step != 1 {
+			t.Errorf("killed %s: step %d, want the last good 1", kill.what, c.Info.Step)
+		}
+	}
+	if err := WriteCheckpoint(dir, testCheckpoint(2)); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := ReadCheckpoint(dir); err != nil || c.Info.Step != 2 {
+		t.Errorf("after the killed writes: %v", err)
+	}
+	if got := slices.Sorted(maps.Keys(snapshot(t, filepath.Dir(dir)))); !slices.Equal(got, []string{".", "ckpt", "ckpt/" + ModelFile, "ckpt/" + InfoFile, "ckpt/" + StateFile}) {
+		t.Errorf("the killed writes left %v", got)
 	}
 }
