@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -77,7 +79,9 @@ type Checkpoint struct {
 // dir+".old" holds anything but the checkpoint files (model.safetensors,
 // state.safetensors, state.json), for instance because dir is a run folder
 // holding the user's own files, it returns an error naming the folder and
-// the first such entry, and changes nothing.
+// the first such entry, and changes nothing. A checkpoint whose Model or
+// State holds a NaN or an infinity is refused the same way (the error
+// wraps ErrNonFinite and names the file, the tensor and the index).
 //
 // One writer per dir at a time: a concurrent write to the same dir may
 // remove the other's temporary folder.
@@ -85,6 +89,14 @@ func WriteCheckpoint(dir string, c Checkpoint) error {
 	dir = filepath.Clean(dir)
 	parent, base, old := filepath.Dir(dir), filepath.Base(dir), dir+".old"
 	// Refuse before touching anything.
+	for _, f := range []struct {
+		name    string
+		tensors map[string]safetensors.Tensor
+	}{{ModelFile, c.Model}, {StateFile, c.State}} {
+		if err := checkFinite(f.tensors); err != nil {
+			return fmt.Errorf("checkpoint %s: refusing to write %s: %w", dir, f.name, err)
+		}
+	}
 	exists, err := ownFolder(dir, false)
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w", dir, err)
@@ -242,6 +254,29 @@ func removeOrphans(parent, base string) {
 	}
 }
 
+// ErrNonFinite is wrapped by the errors of WriteCheckpoint and
+// ReadCheckpoint for a tensor that holds a NaN or an infinity.
+var ErrNonFinite = errors.New("non-finite value")
+
+// checkFinite returns an error naming the first tensor (in name order) and
+// the first index in it that holds a NaN or an infinity.
+func checkFinite(tensors map[string]safetensors.Tensor) error {
+	names := make([]string, 0, len(tensors))
+	for n := range tensors {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		for i, v := range tensors[n].F32 {
+			// All exponent bits set: an infinity or a NaN.
+			if math.Float32bits(v)&0x7f800000 == 0x7f800000 {
+				return fmt.Errorf("tensor %q holds %v at index %d: %w", n, v, i, ErrNonFinite)
+			}
+		}
+	}
+	return nil
+}
+
 func writeFileSync(path string, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -266,7 +301,8 @@ var ErrNotCheckpoint = errors.New("not a complete contrastream checkpoint")
 // that does not parse, or a checkpoint of another format version is an
 // error that says which, wrapping ErrNotCheckpoint. If dir is missing but
 // dir+".old" exists (a crash between WriteCheckpoint's two renames), that
-// is read instead.
+// is read instead. A tensor holding a NaN or an infinity is an error that
+// wraps ErrNonFinite and names the file, the tensor and the index.
 func ReadCheckpoint(dir string) (*Checkpoint, error) {
 	dir = filepath.Clean(dir)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
@@ -293,6 +329,9 @@ func ReadCheckpoint(dir string) (*Checkpoint, error) {
 		st, err := safetensors.Read(filepath.Join(dir, f.name))
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint %s: %w: %v", dir, ErrNotCheckpoint, err)
+		}
+		if err := checkFinite(st.Tensors); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: %s: %w", dir, f.name, err)
 		}
 		*f.dst = st.Tensors
 	}

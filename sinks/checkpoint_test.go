@@ -1,10 +1,13 @@
 package sinks
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -464,4 +467,105 @@ func TestCheckpointSurvivesKilledWrites(t *testing.T) {
 	if got := slices.Sorted(maps.Keys(snapshot(t, filepath.Dir(dir)))); !slices.Equal(got, []string{".", "ckpt", "ckpt/" + ModelFile, "ckpt/" + InfoFile, "ckpt/" + StateFile}) {
 		t.Errorf("the killed writes left %v", got)
 	}
+}
+
+// A NaN or an infinity is never saved: the write is refused with the file,
+// the tensor and the index named, and nothing is touched.
+func TestWriteCheckpointRefusesNonFinite(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	for _, tc := range []struct {
+		name   string
+		spoil  func(c *Checkpoint)
+		naming []string
+	}{
+		{"NaN in the model", func(c *Checkpoint) { c.Model["backbone.0.weight"].F32[2] = nan },
+			[]string{ModelFile, `"backbone.0.weight"`, "NaN at index 2"}},
+		{"+Inf in the state", func(c *Checkpoint) { c.State["queue"].F32[1] = inf },
+			[]string{StateFile, `"queue"`, "+Inf at index 1"}},
+		{"-Inf in the model", func(c *Checkpoint) {
+			c.Model["backbone.1.bias"] = safetensors.Tensor{Shape: []int{3}, F32: []float32{0, -inf, nan}}
+		}, []string{ModelFile, `"backbone.1.bias"`, "-Inf at index 1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ckpt")
+			if err := WriteCheckpoint(dir, testCheckpoint(1)); err != nil {
+				t.Fatal(err)
+			}
+			before := snapshot(t, filepath.Dir(dir))
+			c := testCheckpoint(2)
+			tc.spoil(&c)
+			err := WriteCheckpoint(dir, c)
+			if !errors.Is(err, ErrNonFinite) {
+				t.Fatalf("WriteCheckpoint = %v, want ErrNonFinite", err)
+			}
+			for _, w := range append(tc.naming, dir) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if after := snapshot(t, filepath.Dir(dir)); !maps.Equal(before, after) {
+				t.Errorf("the refused write changed the folder: %v", slices.Sorted(maps.Keys(after)))
+			}
+		})
+	}
+}
+
+// A NaN or an infinity is never loaded, whoever wrote the file; F64 values
+// too large for float32 become infinities and are refused too.
+func TestReadCheckpointRefusesNonFinite(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		file   string
+		data   []byte // the file, replacing the good one
+		naming []string
+	}{
+		{"NaN in the model", ModelFile, encode(t, map[string]safetensors.Tensor{
+			"backbone.0.weight": {Shape: []int{2, 2}, F32: []float32{1, 2, float32(math.NaN()), 4}}}),
+			[]string{ModelFile, `"backbone.0.weight"`, "NaN at index 2"}},
+		{"-Inf in the state", StateFile, encode(t, map[string]safetensors.Tensor{
+			"queue": {Shape: []int{1, 2}, F32: []float32{float32(math.Inf(-1)), 0.8}}, "queue.ptr": {Shape: []int{1}, I64: []int64{1}}}),
+			[]string{StateFile, `"queue"`, "-Inf at index 0"}},
+		{"F64 beyond float32", StateFile, f64File(`"queue"`, []int{1, 2}, 0.5, 1e300),
+			[]string{StateFile, `"queue"`, "+Inf at index 1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "ckpt")
+			if err := WriteCheckpoint(dir, testCheckpoint(1)); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, tc.file), tc.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := ReadCheckpoint(dir)
+			if !errors.Is(err, ErrNonFinite) {
+				t.Fatalf("ReadCheckpoint = %v, want ErrNonFinite", err)
+			}
+			for _, w := range append(tc.naming, "checkpoint "+dir+": ") {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func encode(t *testing.T, tensors map[string]safetensors.Tensor) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := safetensors.Encode(&buf, tensors, nil); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// f64File is a safetensors file holding one F64 tensor, as PyTorch writes
+// a float64 one.
+func f64File(name string, shape []int, values ...float64) []byte {
+	var data []byte
+	for _, v := range values {
+		data = binary.LittleEndian.AppendUint64(data, math.Float64bits(v))
+	}
+	h := fmt.Sprintf(`{%s:{"dtype":"F64","shape":[%d,%d],"data_offsets":[0,%d]}}`, name, shape[0], shape[1], len(data))
+	b := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
+	return append(append(b, h...), data...)
 }
