@@ -4,10 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/contrastream/contrastream/sinks/safetensors"
@@ -63,17 +68,47 @@ type Checkpoint struct {
 
 // WriteCheckpoint writes c to the folder dir, replacing what is there,
 // atomically: the three files are written and fsynced in a new folder
-// beside dir, which then takes dir's place by rename. A crash at any point
-// leaves either the old checkpoint or the new one at dir (or, in the
-// instant between the two renames, the old one at dir+".old"; ReadCheckpoint
-// falls back to it).
+// beside dir (".NAME.new-*"), which then takes dir's place by rename, the
+// old checkpoint stepping aside to dir+".old" until the new one is in
+// place. Through any sequence of crashes, dir or dir+".old" holds the last
+// complete checkpoint (ReadCheckpoint falls back to dir+".old"), and the
+// next write keeps it until its own is in place. Temporary folders that
+// crashed writes left beside dir are removed.
+//
+// WriteCheckpoint removes only what it could have written: if dir or
+// dir+".old" holds anything but the checkpoint files (model.safetensors,
+// state.safetensors, state.json), for instance because dir is a run folder
+// holding the user's own files, it returns an error naming the folder and
+// the first such entry, and changes nothing. A checkpoint whose Model or
+// State holds a NaN or an infinity is refused the same way (the error
+// wraps ErrNonFinite and names the file, the tensor and the index).
+//
+// One writer per dir at a time: a concurrent write to the same dir may
+// remove the other's temporary folder.
 func WriteCheckpoint(dir string, c Checkpoint) error {
 	dir = filepath.Clean(dir)
-	parent := filepath.Dir(dir)
+	parent, base, old := filepath.Dir(dir), filepath.Base(dir), dir+".old"
+	// Refuse before touching anything.
+	for _, f := range []struct {
+		name    string
+		tensors map[string]safetensors.Tensor
+	}{{ModelFile, c.Model}, {StateFile, c.State}} {
+		if err := checkFinite(f.tensors); err != nil {
+			return fmt.Errorf("checkpoint %s: refusing to write %s: %w", dir, f.name, err)
+		}
+	}
+	exists, err := ownFolder(dir, false)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	if _, err := ownFolder(old, false); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".new-*")
+	removeOrphans(parent, base)
+	tmp, err := os.MkdirTemp(parent, "."+base+tempInfix+"*")
 	if err != nil {
 		return err
 	}
@@ -91,9 +126,11 @@ func WriteCheckpoint(dir string, c Checkpoint) error {
 	if err := safetensors.Write(filepath.Join(tmp, ModelFile), c.Model, map[string]string{"format": "contrastream checkpoint model"}); err != nil {
 		return err
 	}
+	testDelay()
 	if err := safetensors.Write(filepath.Join(tmp, StateFile), c.State, nil); err != nil {
 		return err
 	}
+	testDelay()
 	info, err := json.MarshalIndent(c.Info, "", "  ")
 	if err != nil {
 		return err
@@ -101,21 +138,143 @@ func WriteCheckpoint(dir string, c Checkpoint) error {
 	if err := writeFileSync(filepath.Join(tmp, InfoFile), append(info, '\n')); err != nil {
 		return err
 	}
+	testDelay()
 	syncDir(tmp)
-	old := dir + ".old"
-	if err := os.RemoveAll(old); err != nil {
-		return err
-	}
-	if _, err := os.Stat(dir); err == nil {
+	// Only complete folders are ever renamed to dir, so an existing dir is
+	// the last good checkpoint and a dir+".old" beside it is stale. With
+	// dir missing (a crash between the two renames), dir+".old" is the
+	// last good one: it stays until the new one is in place.
+	if exists {
+		if err := os.RemoveAll(old); err != nil {
+			return err
+		}
+		testDelay()
 		if err := os.Rename(dir, old); err != nil {
 			return err
 		}
 	}
+	testDelay()
 	if err := os.Rename(tmp, dir); err != nil {
 		return err
 	}
 	syncDir(parent)
 	return os.RemoveAll(old)
+}
+
+// tempInfix is in the names of WriteCheckpoint's temporary folders:
+// "." + the checkpoint folder's name + tempInfix + digits (os.MkdirTemp's).
+const tempInfix = ".new-"
+
+// isCheckpointFile reports whether name is one of a checkpoint's files.
+func isCheckpointFile(name string) bool {
+	return name == ModelFile || name == StateFile || name == InfoFile
+}
+
+// isPartialFile reports whether name is a temporary file that
+// safetensors.Write makes for a checkpoint file ("." + file + "." +
+// digits), which a crash can leave in a temporary folder.
+func isPartialFile(name string) bool {
+	for _, f := range []string{ModelFile, StateFile} {
+		if rest, ok := strings.CutPrefix(name, "."+f+"."); ok && allDigits(rest) {
+			return true
+		}
+	}
+	return false
+}
+
+func allDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// ownFolder reports whether dir exists, and returns an error if it does
+// but is not a folder WriteCheckpoint could have made: a folder holding
+// only checkpoint files (plain files, no sub-folders), and, when partial
+// (a temporary folder of a crashed write), the temporary files of
+// safetensors.Write.
+func ownFolder(dir string, partial bool) (bool, error) {
+	st, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !st.IsDir() {
+		what := "a file"
+		if st.Mode()&fs.ModeSymlink != 0 {
+			what = "a symbolic link"
+		}
+		return true, fmt.Errorf("%s is %s, not a folder that WriteCheckpoint wrote; refusing to replace or remove it", dir, what)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return true, err
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() && (isCheckpointFile(e.Name()) || partial && isPartialFile(e.Name())) {
+			continue
+		}
+		what := "the file"
+		switch {
+		case e.IsDir():
+			what = "the folder"
+		case !e.Type().IsRegular():
+			what = "the non-regular file"
+		}
+		return true, fmt.Errorf("%s holds %s %q, which is not a checkpoint file (only %s, %s and %s are); refusing to replace or remove it",
+			dir, what, e.Name(), ModelFile, StateFile, InfoFile)
+	}
+	return true, nil
+}
+
+// removeOrphans removes the temporary folders that crashed writes of the
+// checkpoint folder base left in parent: ".base.new-DIGITS" folders that
+// hold only checkpoint files, complete or partial. Anything else is left
+// alone; so are errors, since the write that follows matters more.
+func removeOrphans(parent, base string) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	prefix := "." + base + tempInfix
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || !allDigits(rest) || !e.IsDir() {
+			continue
+		}
+		path := filepath.Join(parent, e.Name())
+		if _, err := ownFolder(path, true); err == nil {
+			os.RemoveAll(path)
+		}
+	}
+}
+
+// ErrNonFinite is wrapped by the errors of WriteCheckpoint and
+// ReadCheckpoint for a tensor that holds a NaN or an infinity.
+var ErrNonFinite = errors.New("non-finite value")
+
+// checkFinite returns an error naming the first tensor (in name order) and
+// the first index in it that holds a NaN or an infinity.
+func checkFinite(tensors map[string]safetensors.Tensor) error {
+	names := make([]string, 0, len(tensors))
+	for n := range tensors {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		for i, v := range tensors[n].F32 {
+			// All exponent bits set: an infinity or a NaN.
+			if math.Float32bits(v)&0x7f800000 == 0x7f800000 {
+				return fmt.Errorf("tensor %q holds %v at index %d: %w", n, v, i, ErrNonFinite)
+			}
+		}
+	}
+	return nil
 }
 
 func writeFileSync(path string, b []byte) error {
@@ -142,7 +301,8 @@ var ErrNotCheckpoint = errors.New("not a complete contrastream checkpoint")
 // that does not parse, or a checkpoint of another format version is an
 // error that says which, wrapping ErrNotCheckpoint. If dir is missing but
 // dir+".old" exists (a crash between WriteCheckpoint's two renames), that
-// is read instead.
+// is read instead. A tensor holding a NaN or an infinity is an error that
+// wraps ErrNonFinite and names the file, the tensor and the index.
 func ReadCheckpoint(dir string) (*Checkpoint, error) {
 	dir = filepath.Clean(dir)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
@@ -170,6 +330,9 @@ func ReadCheckpoint(dir string) (*Checkpoint, error) {
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint %s: %w: %v", dir, ErrNotCheckpoint, err)
 		}
+		if err := checkFinite(st.Tensors); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: %s: %w", dir, f.name, err)
+		}
 		*f.dst = st.Tensors
 	}
 	return &c, nil
@@ -183,4 +346,27 @@ func Versions() map[string]string {
 		v["contrastream"] = bi.Main.Version
 	}
 	return v
+}
+
+// testDelayEnv names the environment variable of the testing aid that
+// doc.go describes.
+const testDelayEnv = "CONTRASTREAM_TEST_CHECKPOINT_DELAY"
+
+// testDelayOf parses the value of testDelayEnv: a positive Go duration, or
+// 0 (no delay) for anything else.
+func testDelayOf(s string) time.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
+}
+
+var testDelayOnce = sync.OnceValue(func() time.Duration { return testDelayOf(os.Getenv(testDelayEnv)) })
+
+// testDelay sleeps for the testing aid's delay, if one is set.
+func testDelay() {
+	if d := testDelayOnce(); d > 0 {
+		time.Sleep(d)
+	}
 }

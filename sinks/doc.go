@@ -15,6 +15,16 @@
 //     row per sample (index, label, path, embedding as
 //     fixed_size_list<float32>[D]) in Parquet, read back with checks that
 //     name the file and column, and searched by cosine (Nearest).
-//   - checkpoints and the metrics log of training; sub-package report draws
-//     a run's plots and its HTML page.
+//   - checkpoints (WriteCheckpoint, ReadCheckpoint) and the metrics log of
+//     training; sub-package report draws a run's plots and its HTML page.
+//
+// # Testing aid: a slow checkpoint write
+//
+// If the environment variable CONTRASTREAM_TEST_CHECKPOINT_DELAY holds a Go
+// duration ("20ms"), WriteCheckpoint sleeps that long after each file it
+// writes and before each rename, so that a crash test can kill the process
+// (SIGKILL) in the middle of a write and check that the last good
+// checkpoint survives. It is read once, at the first WriteCheckpoint;
+// unset, unparsable or negative, it means no delay. It is meant for tests
+// only: never set it in production.
 package sinks

@@ -6,6 +6,10 @@
 // are read from it, so any safetensors reader in any language can load our
 // weights.
 //
+// Read and Decode check the layout as the specification asks and refuse
+// what breaks it: tensors that share bytes (aliased), bytes of the data
+// that belong to no tensor, offsets outside the data or of the wrong size.
+//
 // Only the dtypes the project uses are supported: F32, F64 (read as
 // float32), I64 and I32 (read as int64).
 package safetensors

@@ -2,6 +2,7 @@ package safetensors
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // Tensor is one named array. Exactly one of F32 and I64 holds its values,
@@ -94,7 +96,13 @@ func Read(path string) (*File, error) {
 	return f, nil
 }
 
-// Decode parses a safetensors file held in b.
+// Decode parses a safetensors file held in b. It checks the layout as the
+// format's specification asks: the header is a JSON object; each tensor's
+// data_offsets, relative to the data after the header, lie inside the data
+// and span dtype size × product(shape) bytes; no two tensors share a byte
+// (aliased tensors are refused); and the tensors cover every byte of the
+// data, with no gap before, between or after them. Empty tensors hold no
+// bytes and may sit at any boundary, but not inside another tensor.
 func Decode(b []byte) (*File, error) {
 	if len(b) < 8 {
 		return nil, fmt.Errorf("safetensors: %d bytes, too short for a header", len(b))
@@ -103,12 +111,17 @@ func Decode(b []byte) (*File, error) {
 	if n > maxHeader || n > uint64(len(b)-8) {
 		return nil, fmt.Errorf("safetensors: header of %d bytes does not fit the file of %d", n, len(b))
 	}
+	header := b[8 : 8+n]
+	if len(header) == 0 || header[0] != '{' {
+		return nil, fmt.Errorf("safetensors: header is not a JSON object")
+	}
 	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b[8:8+n], &raw); err != nil {
+	if err := json.Unmarshal(header, &raw); err != nil {
 		return nil, fmt.Errorf("safetensors: header: %w", err)
 	}
 	data := b[8+n:]
-	f := &File{Tensors: make(map[string]Tensor, len(raw))}
+	f := &File{}
+	var entries []named
 	for name, msg := range raw {
 		if name == "__metadata__" {
 			if err := json.Unmarshal(msg, &f.Metadata); err != nil {
@@ -120,33 +133,90 @@ func Decode(b []byte) (*File, error) {
 		if err := json.Unmarshal(msg, &e); err != nil {
 			return nil, fmt.Errorf("safetensors: tensor %q: %w", name, err)
 		}
-		t, err := decodeTensor(name, e, data)
-		if err != nil {
+		entries = append(entries, named{name, e})
+	}
+	// In name order, so that a file with several faults always gets the
+	// same error.
+	slices.SortFunc(entries, func(a, b named) int { return strings.Compare(a.name, b.name) })
+	for _, e := range entries {
+		if err := checkEntry(e.name, e.entry, len(data)); err != nil {
 			return nil, err
 		}
-		f.Tensors[name] = t
+	}
+	if err := checkLayout(entries, int64(len(data))); err != nil {
+		return nil, err
+	}
+	f.Tensors = make(map[string]Tensor, len(entries))
+	for _, e := range entries {
+		f.Tensors[e.name] = decodeTensor(e.entry, data)
 	}
 	return f, nil
 }
 
-func decodeTensor(name string, e entry, data []byte) (Tensor, error) {
-	t := Tensor{Shape: e.Shape}
+type named struct {
+	name string
+	entry
+}
+
+// elemSize is the size in bytes of one value of each dtype read.
+var elemSize = map[string]int{"F32": 4, "F64": 8, "I64": 8, "I32": 4}
+
+// checkEntry checks one tensor's dtype, shape and offsets against a data
+// region of size bytes.
+func checkEntry(name string, e entry, size int) error {
 	n := 1
 	for _, d := range e.Shape {
 		if d < 0 || (d > 0 && n > math.MaxInt32/d) {
-			return t, fmt.Errorf("safetensors: tensor %q: bad shape %v", name, e.Shape)
+			return fmt.Errorf("safetensors: tensor %q: bad shape %v", name, e.Shape)
 		}
 		n *= d
 	}
-	size := map[string]int{"F32": 4, "F64": 8, "I64": 8, "I32": 4}[e.DType]
-	if size == 0 {
-		return t, fmt.Errorf("safetensors: tensor %q: dtype %s not supported (F32, F64, I64, I32)", name, e.DType)
+	es := elemSize[e.DType]
+	if es == 0 {
+		return fmt.Errorf("safetensors: tensor %q: dtype %s not supported (F32, F64, I64, I32)", name, e.DType)
 	}
 	lo, hi := e.Offsets[0], e.Offsets[1]
-	if lo < 0 || hi < lo || hi > int64(len(data)) || hi-lo != int64(n*size) {
-		return t, fmt.Errorf("safetensors: tensor %q: data offsets [%d, %d) do not hold %d×%s in %d bytes", name, lo, hi, n, e.DType, len(data))
+	if lo < 0 || hi < lo || hi > int64(size) || hi-lo != int64(n*es) {
+		return fmt.Errorf("safetensors: tensor %q: data offsets [%d, %d) do not hold %d×%s in %d bytes", name, lo, hi, n, e.DType, size)
 	}
-	raw := data[lo:hi]
+	return nil
+}
+
+// checkLayout checks that the tensors, each already inside the data,
+// cover its size bytes exactly once.
+func checkLayout(entries []named, size int64) error {
+	byOffset := slices.Clone(entries)
+	slices.SortStableFunc(byOffset, func(a, b named) int {
+		if c := cmp.Compare(a.Offsets[0], b.Offsets[0]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Offsets[1], b.Offsets[1])
+	})
+	var end int64 // the bytes before end belong to a tensor: last, or one before it
+	var last named
+	for i, e := range byOffset {
+		lo, hi := e.Offsets[0], e.Offsets[1]
+		switch {
+		case lo < end:
+			return fmt.Errorf("safetensors: tensors %q [%d, %d) and %q [%d, %d) overlap", last.name, last.Offsets[0], last.Offsets[1], e.name, lo, hi)
+		case lo > end:
+			return fmt.Errorf("safetensors: bytes [%d, %d) of the data belong to no tensor", end, lo)
+		}
+		if hi > end || i == 0 {
+			end, last = hi, e
+		}
+	}
+	if end != size {
+		return fmt.Errorf("safetensors: bytes [%d, %d) of the data belong to no tensor", end, size)
+	}
+	return nil
+}
+
+// decodeTensor decodes a tensor that checkEntry accepted.
+func decodeTensor(e entry, data []byte) Tensor {
+	t := Tensor{Shape: e.Shape}
+	n := t.Len()
+	raw := data[e.Offsets[0]:e.Offsets[1]]
 	switch e.DType {
 	case "F32":
 		t.DType, t.F32 = "F32", make([]float32, n)
@@ -169,7 +239,7 @@ func decodeTensor(name string, e entry, data []byte) (Tensor, error) {
 			t.I64[i] = int64(int32(binary.LittleEndian.Uint32(raw[4*i:])))
 		}
 	}
-	return t, nil
+	return t
 }
 
 // Encode writes tensors and metadata in the safetensors format to w. The
