@@ -145,7 +145,9 @@ func (p *Progress) Line() string {
 }
 
 func (p *Progress) draw(final bool) {
-	line := p.Line()
+	// The label and the note may name a flow or a checkpoint: escape them,
+	// so that only the display's own sequences reach the terminal.
+	line := Printable(p.Line())
 	switch {
 	case p.tty && final:
 		fmt.Fprintf(p.w, "\r\033[K%s\n", line)

@@ -18,6 +18,20 @@ func TestCount(t *testing.T) {
 	}
 }
 
+// TestProgressEscapesLabel: a label or note naming a flow or checkpoint
+// with escape sequences is drawn escaped.
+func TestProgressEscapesLabel(t *testing.T) {
+	var buf bytes.Buffer
+	p := (&Progress{Label: "train evil\x1b[2J", Total: 2, Every: time.Hour,
+		Extra: func() string { return "ckpt \u202eabc" }}).Start(&buf)
+	p.Set(2)
+	p.Done()
+	out := buf.String()
+	if strings.ContainsAny(out, "\x1b\u202e") || !strings.Contains(out, `train evil\x1b[2J  2/2 items`) || !strings.Contains(out, `ckpt \u202eabc`) {
+		t.Errorf("output %q: want the label and note escaped", out)
+	}
+}
+
 func TestProgressLines(t *testing.T) {
 	var buf bytes.Buffer
 	p := (&Progress{Label: "ingest", Total: 200, Unit: "images", Every: time.Hour,

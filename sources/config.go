@@ -23,7 +23,9 @@ const (
 
 // DefaultMaxPixels is the pixel limit of Decode and of IDX images when none
 // is set: 8192×8192, 64 Mi pixels. An image over it is skipped before it is
-// decoded, so a decompression bomb costs nothing.
+// decoded, so a decompression bomb costs nothing. So is an image whose
+// decoding would allocate more than DecodedBytesPerPixel bytes a pixel of
+// the limit (MaxDecodedBytes: 256 MiB with this default).
 const DefaultMaxPixels = 64 << 20
 
 // Config says which dataset to open. Its zero value, with a Path, means the
@@ -55,7 +57,9 @@ type Config struct {
 	Labels string `yaml:"labels"`
 	// MaxPixels is the largest image, in pixels, that Decode accepts (for
 	// the callers that pass it on, as inspection and ingestion do) and an
-	// IDX file may hold. An image folder does not read a file larger than
+	// IDX file may hold. It also sets Decode's byte limit, 4 bytes a pixel
+	// of it (MaxDecodedBytes), which refuses larger 16-bit, interlaced or
+	// progressive images. An image folder does not read a file larger than
 	// 16 bytes per pixel of it plus 1 MiB (see OpenFolder). Default
 	// DefaultMaxPixels.
 	MaxPixels int `yaml:"max_pixels"`

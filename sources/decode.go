@@ -14,18 +14,21 @@ import (
 
 // Decode returns the image of s: s.Image when the source had raw pixels,
 // else s.Encoded decoded as PNG or JPEG. It reads the image's header first
-// and refuses, before decoding, an image of zero size or of more than
-// maxPixels pixels (0 or less: DefaultMaxPixels), so that a decompression
-// bomb costs nothing. Every failure (no bytes, as from a null image cell;
-// bytes that are not an image; zero size; over the limit; corrupt data) is
-// a *pipeline.SkipError naming s.Origin: the sample is to be skipped and
-// counted, not to stop the flow. So is a file an image folder did not read
-// because it is over the folder's byte limit.
+// and refuses, before decoding, an image of zero size, of more than
+// maxPixels pixels (0 or less: DefaultMaxPixels), or whose decoding would
+// allocate more than MaxDecodedBytes(maxPixels) bytes for its pixels (a
+// 16-bit, interlaced or progressive image, say; see DecodedBytesPerPixel),
+// so that a decompression bomb costs nothing. Every failure (no bytes, as
+// from a null image cell; bytes that are not an image; zero size; over a
+// limit; corrupt data) is a *pipeline.SkipError naming s.Origin: the
+// sample is to be skipped and counted, not to stop the flow. So is a file
+// an image folder did not read because it is over the folder's byte limit.
 //
-// The common PNGs (8-bit gray, gray+alpha, RGB or RGBA, not interlaced)
-// take a fast path that allocates little but the image, with a pooled zlib
-// reader; it returns what image/png would (see decodePNG). Every other file
-// is decoded by image/png or image/jpeg.
+// The common PNGs (8-bit gray, gray+alpha, RGB or RGBA, not interlaced:
+// at most 4 bytes a pixel, so within the byte limit) take a fast path that
+// allocates little but the image, with a pooled zlib reader; it returns
+// what image/png would (see decodePNG). Every other file is decoded by
+// image/png or image/jpeg.
 //
 // Decode is safe for concurrent use; it is meant to run inside the
 // augmentation pool, so that decoding runs in parallel.
@@ -85,6 +88,10 @@ func decode(s pipeline.Sample, maxPixels int) (img image.Image, format string, e
 	}
 	if err := checkSize(cfg.Width, cfg.Height, maxPixels); err != nil {
 		return nil, format, pipeline.Skip(s.Origin, err)
+	}
+	if n, what := decodedSize(s.Encoded, format, cfg); n > MaxDecodedBytes(maxPixels) {
+		return nil, format, pipeline.Skip(s.Origin, fmt.Errorf("image is %d×%d, %d bytes decoded (%s), over the limit of %d bytes (%d a pixel of max_pixels %d)",
+			cfg.Width, cfg.Height, n, what, MaxDecodedBytes(maxPixels), DecodedBytesPerPixel, maxPixels))
 	}
 	img, _, err = image.Decode(bytes.NewReader(s.Encoded))
 	if err != nil {

@@ -53,9 +53,12 @@
 // they emit every row as it is, including rows whose image is null or empty
 // (their Encoded is nil). Decode, which runs later in the augmentation pool,
 // reports each bad sample (no bytes, not a PNG or JPEG, zero size, over the
-// pixel limit, corrupt) as a *pipeline.SkipError naming its Origin, for the
-// flow to count against its limit. Decode checks the image's size from its
-// header before decoding it, so a decompression bomb costs nothing. An
+// pixel limit or the byte limit, corrupt) as a *pipeline.SkipError naming
+// its Origin, for the flow to count against its limit. Decode checks the
+// image's size from its header before decoding it, in pixels and in the
+// bytes its decoding allocates (DecodedBytesPerPixel × the pixel limit: a
+// 16-bit PNG takes 8 bytes a pixel, a progressive JPEG up to 24), so a
+// decompression bomb costs nothing. An
 // image folder does not even read a file larger than the pixel limit
 // allows (16 bytes per pixel plus 1 MiB): its sample carries a placeholder
 // for which Decode gives that reason.

@@ -106,7 +106,10 @@ func channels(img image.Image) int {
 
 // Write prints s for a person to read, deterministically: formats and
 // labels in sorted order, sizes by decreasing count, then by width, height
-// and channels. It returns the first error of w.
+// and channels. It returns the first error of w. The dataset's strings
+// (name, columns, class names, the bad samples' origins) are written as
+// they are: for a terminal, escape them first (the CLI's inspect uses
+// sinks.Printable).
 func (s Summary) Write(w io.Writer) error {
 	var err error
 	p := func(format string, args ...any) {

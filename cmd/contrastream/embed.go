@@ -62,7 +62,7 @@ func runEmbed(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	el := time.Since(start)
 	fmt.Fprintf(stdout, "wrote %s: %s rows of %d-dimensional raw %s of %s, by %s, in %s (%.0f images/s)\n",
-		*out, sinks.Count(r.Rows), r.Info.Dim, r.Info.Kind, r.Info.Data, encoderName(enc), el.Round(time.Millisecond), float64(r.Rows)/el.Seconds())
+		sinks.Printable(*out), sinks.Count(r.Rows), r.Info.Dim, r.Info.Kind, sinks.Printable(r.Info.Data), sinks.Printable(encoderName(enc)), el.Round(time.Millisecond), float64(r.Rows)/el.Seconds())
 	if r.Skipped > 0 {
 		fmt.Fprintf(stdout, "%d samples skipped: their images did not decode\n", r.Skipped)
 	}
@@ -150,7 +150,7 @@ func runNeighbors(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		if mem.Info.Checkpoint != qe.Info.Checkpoint || mem.Info.Step != qe.Info.Step {
 			fmt.Fprintf(stderr, "warning: %s comes from %s step %d, %s from %s step %d: vectors of different encoders are rarely comparable\n",
-				*query, qe.Info.Checkpoint, qe.Info.Step, *file, mem.Info.Checkpoint, mem.Info.Step)
+				sinks.Printable(*query), sinks.Printable(qe.Info.Checkpoint), qe.Info.Step, sinks.Printable(*file), sinks.Printable(mem.Info.Checkpoint), mem.Info.Step)
 		}
 		if names == nil {
 			names = qe.Info.ClassNames
@@ -174,7 +174,7 @@ func runNeighbors(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(tw, "query index %d, label %s%s\n", qq.index, labelName(qq.label, names), pathNote(qq.path))
 		fmt.Fprintln(tw, "rank\tindex\tlabel\tsimilarity\tpath")
 		for r, x := range nb {
-			p := mem.Path[x.Row]
+			p := sinks.Printable(mem.Path[x.Row])
 			if p == "" {
 				p = "-"
 			}
@@ -187,19 +187,22 @@ func runNeighbors(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return nil
 }
 
+// labelName is label l with its class name, if names has one, spaces made
+// underscores (a column of the table), escaped for a terminal.
 func labelName(l int64, names []string) string {
 	switch {
 	case l == pipeline.NoLabel:
 		return "-"
 	case l >= 0 && l < int64(len(names)):
-		return fmt.Sprintf("%d %s", l, strings.ReplaceAll(names[l], " ", "_"))
+		return fmt.Sprintf("%d %s", l, sinks.Printable(strings.ReplaceAll(names[l], " ", "_")))
 	}
 	return fmt.Sprint(l)
 }
 
+// pathNote is ", path p", p escaped for a terminal, or "" for no path.
 func pathNote(p string) string {
 	if p == "" {
 		return ""
 	}
-	return ", path " + p
+	return ", path " + sinks.Printable(p)
 }

@@ -146,7 +146,7 @@ func runKNN(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	fmt.Fprintf(stdout, "knn accuracy %.4f (%d/%d) of %s: k=%d, T=%g, memory %s, queries %s, %s\n",
-		r.Accuracy, r.Correct, r.Total, what, *k, *temp, *ef.train, *ef.test, time.Since(start).Round(time.Millisecond))
+		r.Accuracy, r.Correct, r.Total, sinks.Printable(what), *k, *temp, sinks.Printable(*ef.train), sinks.Printable(*ef.test), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -214,7 +214,7 @@ func runLinear(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			lastLoss = r.Losses[len(r.Losses)-1]
 		}
 		fmt.Fprintf(stdout, "finetune accuracy %.4f (%d/%d) of %s: %d epochs (%d steps of %d, last loss %.4f), train %s, test %s, %s\n",
-			r.Accuracy, r.Correct, r.Total, what, *epochs, len(r.Losses), cfg.BatchSize, lastLoss, *ef.train, *ef.test, time.Since(start).Round(time.Millisecond))
+			r.Accuracy, r.Correct, r.Total, sinks.Printable(what), *epochs, len(r.Losses), cfg.BatchSize, lastLoss, sinks.Printable(*ef.train), sinks.Printable(*ef.test), time.Since(start).Round(time.Millisecond))
 		return nil
 	}
 	if *epochs != 0 || *batch != 0 || *opt != "" {
@@ -242,7 +242,7 @@ func runLinear(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		its += " (converged)"
 	}
 	fmt.Fprintf(stdout, "linear accuracy %.4f (%d/%d) of %s: %s, train top-1 %.4f, loss %.4f, train %s, test %s, %s (encoding %s, probe %s)\n",
-		r.Accuracy, r.Correct, r.Total, what, its, r.TrainAccuracy, r.Loss, *ef.train, *ef.test, time.Since(start).Round(time.Millisecond),
+		r.Accuracy, r.Correct, r.Total, sinks.Printable(what), its, r.TrainAccuracy, r.Loss, sinks.Printable(*ef.train), sinks.Printable(*ef.test), time.Since(start).Round(time.Millisecond),
 		fit.Sub(start).Round(time.Millisecond), time.Since(fit).Round(time.Millisecond))
 	return nil
 }

@@ -52,6 +52,6 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		size = info.Size()
 	}
 	fmt.Fprintf(stdout, "wrote %s: %s rows, %s bytes, %d classes, %d bad samples skipped\n",
-		*out, sinks.Count(st.Rows), sinks.Count(size), len(st.Classes), st.Skipped)
+		sinks.Printable(*out), sinks.Count(st.Rows), sinks.Count(size), len(st.Classes), st.Skipped)
 	return nil
 }

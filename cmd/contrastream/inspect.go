@@ -41,5 +41,21 @@ func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	return s.Write(stdout)
+	return printableSummary(s).Write(stdout)
+}
+
+// printableSummary returns s with the strings its dataset gave (its name,
+// columns, class names and the bad samples' origins) escaped for a
+// terminal by sinks.Printable.
+func printableSummary(s sources.Summary) sources.Summary {
+	each := func(ss []string) []string {
+		out := make([]string, len(ss))
+		for i, x := range ss {
+			out[i] = sinks.Printable(x)
+		}
+		return out
+	}
+	s.Name = sinks.Printable(s.Name)
+	s.Columns, s.Classes, s.BadExamples = each(s.Columns), each(s.Classes), each(s.BadExamples)
+	return s
 }

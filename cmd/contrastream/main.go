@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/contrastream/contrastream/sinks"
 )
 
 type command struct {
@@ -76,13 +78,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.Is(err, errUsage):
-			fmt.Fprintf(stderr, "contrastream %s: %v\n", c.name, err)
+			fmt.Fprintf(stderr, "contrastream %s: %s\n", c.name, sinks.PrintableText(err.Error()))
 			return 2
 		case errors.Is(err, context.Canceled):
 			fmt.Fprintf(stderr, "contrastream %s: interrupted\n", c.name)
 			return 130
-		default:
-			fmt.Fprintf(stderr, "contrastream %s: %v\n", c.name, err)
+		default: // errors name files, columns, classes: escape what they quote
+			fmt.Fprintf(stderr, "contrastream %s: %s\n", c.name, sinks.PrintableText(err.Error()))
 			return 1
 		}
 	}

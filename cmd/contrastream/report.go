@@ -62,12 +62,12 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s (%d figures, %d steps) in %s\n", r.Page, len(r.Figures), r.Steps, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "wrote %s (%d figures, %d steps) in %s\n", sinks.Printable(r.Page), len(r.Figures), r.Steps, time.Since(start).Round(time.Millisecond))
 	if !math.IsNaN(r.KNN) {
 		fmt.Fprintf(stdout, "kNN top-1 of the checkpoint: %.2f%%\n", 100*r.KNN)
 	}
 	for _, n := range r.Notes {
-		fmt.Fprintf(stdout, "note: %s\n", n)
+		fmt.Fprintf(stdout, "note: %s\n", sinks.Printable(n))
 	}
 	return nil
 }

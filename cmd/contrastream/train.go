@@ -125,7 +125,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	elapsed := time.Since(start)
 	snaps := f.Metrics()
 	if job.Trains() {
-		fmt.Fprintf(stdout, "flow %s: %d steps in %s (%.0f samples/s)", spec.Name, job.Steps(), elapsed.Round(time.Millisecond),
+		fmt.Fprintf(stdout, "flow %s: %d steps in %s (%.0f samples/s)", sinks.Printable(spec.Name), job.Steps(), elapsed.Round(time.Millisecond),
 			float64(snaps[0].Out)/elapsed.Seconds())
 		if m := job.Last(); m != nil {
 			fmt.Fprintf(stdout, "; last loss %.4f", m.Loss)
@@ -133,13 +133,13 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if e := job.LastEval(); e != nil {
 			fmt.Fprintf(stdout, "; knn top-1 %.4f after epoch %d (k=%d, T=%g, %d queries; eval.jsonl)", e.KNNTop1, e.Epoch, e.K, e.T, e.NTest)
 		}
-		fmt.Fprintf(stdout, "\nrun folder: %s\n", *out)
+		fmt.Fprintf(stdout, "\nrun folder: %s\n", sinks.Printable(*out))
 		if dir := job.CheckpointDir(); dir != "" && (err == nil || errors.Is(err, context.Canceled)) {
-			fmt.Fprintf(stdout, "checkpoint: %s (continue with --resume %s)\n", dir, dir)
+			fmt.Fprintf(stdout, "checkpoint: %s (continue with --resume %s)\n", sinks.Printable(dir), sinks.Printable(dir))
 		}
 	} else if err == nil {
 		fmt.Fprintf(stdout, "flow %s: %d epoch(s) of %s samples in %s: %.0f samples/s (%.0f views/s)\n",
-			spec.Name, spec.Epochs, sinks.Count(job.Plan.EpochLen), elapsed.Round(time.Millisecond),
+			sinks.Printable(spec.Name), spec.Epochs, sinks.Count(job.Plan.EpochLen), elapsed.Round(time.Millisecond),
 			float64(snaps[0].Out)/elapsed.Seconds(), 2*float64(snaps[0].Out)/elapsed.Seconds())
 	}
 	if err != nil {
@@ -147,8 +147,8 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if n := f.Skips().Count(); n > 0 {
 		fmt.Fprintf(stdout, "%d bad samples skipped, e.g.:\n", n)
-		for _, e := range f.Skips().Examples() {
-			fmt.Fprintf(stdout, "  %s\n", e)
+		for _, e := range f.Skips().Examples() { // origins hold dataset paths
+			fmt.Fprintf(stdout, "  %s\n", sinks.Printable(e))
 		}
 	}
 	fmt.Fprintln(stdout)

@@ -67,8 +67,11 @@ type Config struct {
 	// MaxWorkers).
 	Workers int `yaml:"workers"`
 	// MaxPixels is the largest image (width × height) that is decoded;
-	// a larger one is skipped. At most MaxMaxPixels. Default
-	// sources.DefaultMaxPixels.
+	// a larger one is skipped. It also sets the byte limit of decoding,
+	// sources.DecodedBytesPerPixel (4) bytes a pixel of it: an image whose
+	// decoding would allocate more (a 16-bit PNG takes 8 bytes a pixel, a
+	// progressive JPEG up to 24) is skipped too, from its header. At most
+	// MaxMaxPixels. Default sources.DefaultMaxPixels.
 	MaxPixels int `yaml:"max_pixels"`
 }
 

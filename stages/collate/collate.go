@@ -92,9 +92,12 @@ func (c *Collator) BatchSize() int { return c.size }
 // whose shape makes one view of a batch over MaxBatchValues values.
 //
 // Ownership: each Batch and its slices are newly allocated and belong to
-// the receiver; the stage keeps no reference to them. With "pad", the stage
-// keeps references to the first BatchSize−1 pairs of the current epoch
-// (read only, never modified), which costs up to that many pairs of memory.
+// the receiver; the stage keeps no reference to them. The stage hands each
+// pair's view buffers back to the free list (pipeline.RecycleView) once,
+// after its last read of them: at once for most pairs; with "pad", the
+// first BatchSize−1 pairs of an epoch are kept (read only, never modified)
+// until the epoch ends, for its last batch's padding, and their buffers
+// recycled then, which costs up to that many pairs of memory.
 // The stage runs on one goroutine; its cost is one copy of the view data.
 func (c *Collator) Stage() pipeline.Stage {
 	return pipeline.StageFunc(func(ctx context.Context, in *pipeline.Inbox, out *pipeline.Outbox) error {
@@ -133,9 +136,11 @@ type state struct {
 	// C, H, W is the shape of every view, the first pair's.
 	C, H, W int
 	epoch   int
-	first   []pipeline.Pair // the epoch's first pairs, for padding
-	b       *pipeline.Batch // in progress; nil when none
-	step    int64
+	// first holds the epoch's first pairs, for padding. Their view buffers
+	// are not recycled until the epoch ends: they are read again then.
+	first []pipeline.Pair
+	b     *pipeline.Batch // in progress; nil when none
+	step  int64
 }
 
 func (st *state) add(ctx context.Context, out *pipeline.Outbox, p pipeline.Pair) error {
@@ -147,13 +152,12 @@ func (st *state) add(ctx context.Context, out *pipeline.Outbox, p pipeline.Pair)
 			return err
 		}
 		st.epoch = p.Epoch
-		clear(st.first) // release the last epoch's pairs
-		st.first = st.first[:0]
 	}
-	if st.c.pad && len(st.first) < st.c.size-1 {
+	keep := st.c.pad && len(st.first) < st.c.size-1
+	if keep {
 		st.first = append(st.first, p)
 	}
-	st.put(p)
+	st.put(p, !keep)
 	if len(st.b.Indices) == st.c.size {
 		return st.emit(ctx, out)
 	}
@@ -188,8 +192,9 @@ func (st *state) checkShape(p pipeline.Pair) error {
 	return nil
 }
 
-// put appends p to the batch in progress, starting one when there is none.
-func (st *state) put(p pipeline.Pair) {
+// put appends p to the batch in progress, starting one when there is none,
+// and recycles p's view buffers when recycle is set.
+func (st *state) put(p pipeline.Pair, recycle bool) {
 	n := st.C * st.H * st.W
 	if st.b == nil {
 		size := st.c.size
@@ -207,12 +212,16 @@ func (st *state) put(p pipeline.Pair) {
 	b.Labels = append(b.Labels, p.Label)
 	for v := range b.Views {
 		copy(b.Views[v][k*n:(k+1)*n], p.Views[v].Data)
-		pipeline.RecycleView(p.Views[v].Data)
+		if recycle {
+			pipeline.RecycleView(p.Views[v].Data)
+		}
 	}
 }
 
-// endEpoch drops or pads the partial batch in progress, if any.
+// endEpoch drops or pads the partial batch in progress, if any, and then
+// recycles the view buffers of the epoch's first pairs, once each.
 func (st *state) endEpoch(ctx context.Context, out *pipeline.Outbox) error {
+	defer st.releaseFirst()
 	if st.b == nil {
 		return nil
 	}
@@ -222,10 +231,22 @@ func (st *state) endEpoch(ctx context.Context, out *pipeline.Outbox) error {
 	}
 	valid := len(st.b.Indices)
 	for i := 0; len(st.b.Indices) < st.c.size; i++ {
-		st.put(st.first[i%len(st.first)])
+		st.put(st.first[i%len(st.first)], false)
 	}
 	st.b.Valid = valid
 	return st.emit(ctx, out)
+}
+
+// releaseFirst recycles the view buffers of the epoch's first pairs, which
+// put did not, and forgets the pairs.
+func (st *state) releaseFirst() {
+	for _, p := range st.first {
+		for _, v := range p.Views {
+			pipeline.RecycleView(v.Data)
+		}
+	}
+	clear(st.first)
+	st.first = st.first[:0]
 }
 
 func (st *state) emit(ctx context.Context, out *pipeline.Outbox) error {
