@@ -98,6 +98,9 @@ func TestCrashAnywhere(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no SIGKILL")
 	}
+	if raceEnabled {
+		t.Skip("slow under -race; the README's test command runs it without")
+	}
 	// The run never killed, in a child like the others.
 	whole := t.TempDir()
 	start := time.Now()
