@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/contrastream/contrastream/sinks"
+	"github.com/contrastream/contrastream/sinks/safetensors"
 )
 
 // tinyMoCo are the overrides that make the moco flow train 5 steps an epoch
@@ -183,5 +185,33 @@ func TestTrainRunFolders(t *testing.T) {
 	runs, _ := os.ReadDir(filepath.Join(dir, "runs"))
 	if len(runs) != 2 {
 		t.Errorf("two runs made %d run folders", len(runs))
+	}
+}
+
+// TestEvalRefusesNonFiniteWeights: eval on a checkpoint whose weights
+// hold a NaN fails, naming the file and tensor, instead of printing an
+// accuracy.
+func TestEvalRefusesNonFiniteWeights(t *testing.T) {
+	run := filepath.Join(t.TempDir(), "run")
+	args := append([]string{"train", "-q", "--max-steps", "1", "--out", run}, tinyMoCo...)
+	if code, stdout, stderr := cli(t, append(args, "--set", "sinks.knn.every=0")...); code != 0 {
+		t.Fatalf("train: code %d\n%s\n%s", code, stdout, stderr)
+	}
+	ckDir := filepath.Join(run, "checkpoint")
+	ck, err := sinks.ReadCheckpoint(ckDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Poison the file as a broken writer would (WriteCheckpoint refuses).
+	w := ck.Model["backbone.0.weight"]
+	w.F32[3] = float32(math.NaN())
+	if err := safetensors.Write(filepath.Join(ckDir, sinks.ModelFile), ck.Model, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"knn", "linear"} {
+		code, stdout, stderr := cli(t, "eval", sub, "--checkpoint", ckDir)
+		if code != 1 || !strings.Contains(stderr, "backbone.0.weight") || !strings.Contains(stderr, "NaN") || strings.Contains(stdout, "accuracy") {
+			t.Errorf("eval %s on a NaN weight: code %d\nstdout %s\nstderr %s", sub, code, stdout, stderr)
+		}
 	}
 }
