@@ -148,7 +148,7 @@ type monitor struct {
 	// checkpoint past one of them waits (see settled), since the weights
 	// it judges would be lost with a crash.
 	open map[int64]bool
-	last  atomic.Pointer[EvalRecord]
+	last atomic.Pointer[EvalRecord]
 }
 
 // due reports whether the monitor evaluates once steps steps are taken.
