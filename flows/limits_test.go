@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/contrastream/contrastream/flows"
+	"github.com/contrastream/contrastream/pipeline"
 	"github.com/contrastream/contrastream/stages/loss"
 )
 
@@ -54,5 +55,53 @@ func TestZeroIsNotTheDefault(t *testing.T) {
 	l, err := loss.New(*cfg)
 	if err != nil || cfg.Temperature != nil || l.(*loss.InfoNCE).Temperature() != loss.DefaultInfoNCETemperature {
 		t.Errorf("temperature left out: config %v, loss %v, %v; want the default %g", cfg.Temperature, l, err, loss.DefaultInfoNCETemperature)
+	}
+}
+
+// TestLoadRefusesHugeFlowFiles: a flow file one byte over
+// pipeline.MaxSpecBytes is refused with its name, its size and the limit
+// (a comment makes it that large, so it would parse); one of exactly the
+// limit loads.
+func TestLoadRefusesHugeFlowFiles(t *testing.T) {
+	moco, err := flows.YAML("moco")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name string, size int) string {
+		b := append(append([]byte{}, moco...), "\n#"...)
+		b = append(b, strings.Repeat("x", size-len(b))...)
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if _, err := flows.Load(write("limit.yaml", pipeline.MaxSpecBytes), nil); err != nil {
+		t.Errorf("a flow file of exactly the limit: %v", err)
+	}
+	big := write("big.yaml", pipeline.MaxSpecBytes+1)
+	_, err = flows.Load(big, nil)
+	if err == nil {
+		t.Fatal("a flow file over the limit loaded")
+	}
+	for _, want := range []string{big, fmt.Sprint(pipeline.MaxSpecBytes + 1), fmt.Sprint(pipeline.MaxSpecBytes)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// TestPlanRefusesSpecsTooLargeToRecord: a spec built in Go whose
+// normalised YAML (what every checkpoint records, and a resume parses)
+// would be over pipeline.MaxSpecBytes is refused before it runs.
+func TestPlanRefusesSpecsTooLargeToRecord(t *testing.T) {
+	spec, err := flows.Load("data", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Description = strings.Repeat("x", pipeline.MaxSpecBytes)
+	if _, err := flows.PlanOf(spec); err == nil || !strings.Contains(err.Error(), "checkpoint records") {
+		t.Errorf("PlanOf: %v, want a refusal of the spec's size", err)
 	}
 }

@@ -36,10 +36,15 @@ type Plan struct {
 func (p Plan) Steps() int64 { return p.Batches * int64(p.Epochs) }
 
 // PlanOf opens spec's source to count what the flow will stream, and
-// refuses a flow that would make no batch at all (an epoch shorter than the
-// batch size, with partial batches dropped), saying what to change.
+// refuses, saying what to change, a flow that would make no batch at all
+// (an epoch shorter than the batch size, with partial batches dropped),
+// and a spec whose normalised YAML, which every checkpoint records, is
+// over pipeline.MaxSpecBytes.
 func PlanOf(spec *pipeline.Spec) (Plan, error) {
 	ctx := context.Background()
+	if y, err := spec.YAML(); err == nil && len(y) > pipeline.MaxSpecBytes {
+		return Plan{}, fmt.Errorf("flow %q: its spec, with every default written out as a checkpoint records it, is %d bytes, over the limit of %d (pipeline.MaxSpecBytes): a resumed run could not read it back", spec.Name, len(y), pipeline.MaxSpecBytes)
+	}
 	src, ok := spec.Source.Config.(*DatasetConfig)
 	if !ok {
 		return Plan{}, fmt.Errorf("flow %q has no dataset source", spec.Name)

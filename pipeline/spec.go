@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"reflect"
 	"regexp"
 	"sort"
@@ -167,6 +168,44 @@ var specFields = []string{"name", "description", "seed", "epochs", "max_bad_samp
 
 var nameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
 
+// MaxSpecBytes is the largest flow spec ParseSpec and ReadSpecFile take:
+// 1 MiB. A real flow is a few KB, and every checkpoint's state.json
+// records it again, so a larger file is a mistake (the wrong file, or a
+// generated one run away), refused before it is read whole.
+const MaxSpecBytes = 1 << 20
+
+// errSpecTooLarge says that a spec of size bytes (or more, when atLeast)
+// is over MaxSpecBytes.
+func errSpecTooLarge(file string, size int64, atLeast bool) error {
+	more := ""
+	if atLeast {
+		more = "more than "
+	}
+	return &SpecError{File: file, Err: fmt.Errorf("the flow spec is %s%d bytes, over the limit of %d bytes (1 MiB; a flow is a few KB): is this the right file?", more, size, MaxSpecBytes)}
+}
+
+// ReadSpecFile reads the flow spec file path, refusing one over
+// MaxSpecBytes with a *SpecError that gives its size and the limit. It
+// reads at most MaxSpecBytes+1 bytes, whatever the file's size.
+func ReadSpecFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSpecBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > MaxSpecBytes {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > MaxSpecBytes {
+			return nil, errSpecTooLarge(path, st.Size(), false)
+		}
+		return nil, errSpecTooLarge(path, MaxSpecBytes, true) // a pipe, or a file still growing
+	}
+	return data, nil
+}
+
 // ParseSpec reads a flow spec from data, applies overrides ("path=value",
 // see ApplyOverrides) and checks it before anything runs: top-level fields,
 // stage kinds and their places, each stage's parameters (decoded strictly
@@ -177,7 +216,12 @@ var nameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
 // The error is one *SpecError naming the file, line and field:
 //
 //	flow.yaml:9: stages[0] (augment).crop.scale: cannot use "abc" as [2]float64
+//
+// data over MaxSpecBytes is refused, unparsed.
 func ParseSpec(data []byte, file string, reg *Registry, overrides []string) (*Spec, error) {
+	if len(data) > MaxSpecBytes {
+		return nil, errSpecTooLarge(file, int64(len(data)), false)
+	}
 	if reg == nil {
 		reg = DefaultRegistry
 	}
