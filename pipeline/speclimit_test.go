@@ -76,3 +76,81 @@ func TestReadSpecFile(t *testing.T) {
 		t.Errorf("/dev/zero: %v, want refused as more than %d bytes", err, MaxSpecBytes)
 	}
 }
+
+func TestParseBytes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Bytes
+	}{
+		{"1024", 1024}, {"-1", -1}, {"0", 0}, {"16GiB", 16 << 30}, {"16 GiB", 16 << 30}, {"1.5GiB", 3 << 29},
+		{"800MB", 800e6}, {"2TB", 2e12}, {"64KiB", 64 << 10}, {"10kB", 10000}, {"512B", 512},
+	} {
+		if got, err := ParseBytes(tc.in); err != nil || got != tc.want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "lots", "16GB!", "1e400GB", "NaN", "GiB"} {
+		if got, err := ParseBytes(bad); err == nil {
+			t.Errorf("ParseBytes(%q) = %d, want an error", bad, got)
+		}
+	}
+	for _, b := range []Bytes{16 << 30, 800e6, 1, 3 << 29, -1} {
+		text, _ := b.MarshalText()
+		if back, err := ParseBytes(string(text)); err != nil || back != b {
+			t.Errorf("%d writes %q, read back as %d, %v", b, text, back, err)
+		}
+	}
+	if s := Bytes(1.5 * (1 << 30)).String(); s != "1.50 GiB" {
+		t.Errorf("String = %q", s)
+	}
+}
+
+// TestMaxMemory: max_memory takes a size from the file or an override,
+// -1 means no limit, and 0, another negative or a non-size is an error
+// naming the field; the spec's YAML keeps it.
+func TestMaxMemory(t *testing.T) {
+	reg := newTestRegistry()
+	s, err := ParseSpec([]byte(validSpec), "flow.yaml", reg, nil)
+	if err != nil || s.MaxMemory != nil {
+		t.Fatalf("without max_memory: %v, MaxMemory %v; want nil", err, s.MaxMemory)
+	}
+	for _, tc := range []struct {
+		yaml string
+		sets []string
+		want Bytes
+	}{
+		{"max_memory: 16GiB\n", nil, 16 << 30},
+		{"max_memory: 1000000\n", nil, 1e6},
+		{"max_memory: -1\n", nil, -1},
+		{"", []string{"max_memory=800MB"}, 800e6},
+	} {
+		s, err := ParseSpec([]byte(tc.yaml+validSpec), "flow.yaml", reg, tc.sets)
+		if err != nil || s.MaxMemory == nil || *s.MaxMemory != tc.want {
+			t.Errorf("%q %v: %v, %v; want %d", tc.yaml, tc.sets, err, s, tc.want)
+			continue
+		}
+		y, err := s.YAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseSpec(y, "ckpt", reg, nil)
+		if err != nil || back.MaxMemory == nil || *back.MaxMemory != tc.want {
+			t.Errorf("%q: its YAML reads back as %v, %v", tc.yaml, back, err)
+		}
+	}
+	for _, tc := range []struct {
+		yaml string
+		sets []string
+		want string
+	}{
+		{"max_memory: 0\n", nil, "flow.yaml:1: max_memory: must be a size > 0"},
+		{"max_memory: -2\n", nil, "flow.yaml:1: max_memory: must be a size > 0"},
+		{"max_memory: plenty\n", nil, `flow.yaml:1: max_memory: "plenty" is not a size`},
+		{"", []string{"max_memory=0"}, "--set max_memory=0: max_memory: must be a size > 0"},
+	} {
+		_, err := ParseSpec([]byte(tc.yaml+validSpec), "flow.yaml", reg, tc.sets)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q %v: %v, want an error starting %q", tc.yaml, tc.sets, err, tc.want)
+		}
+	}
+}
