@@ -197,6 +197,29 @@ func New(c Config) (Loss, error) {
 	return NewInfoNCE(InfoNCEConfig{Temperature: c.Temperature, Workers: c.Workers})
 }
 
+// MemoryBytes estimates what the loss of c keeps between calls for
+// batches of n samples with embeddings of d values (and, for infonce, a
+// queue of k keys), with the loss stage's own buffers (the gradient it
+// hands on, the alignment and uniformity scratch): InfoNCE about
+// 72·n·d + 4·n·k + 12·k·d bytes, NTXent and SupCon about 32·n² + 96·n·d,
+// quadratic in the batch size (the (2n)² float64 similarities).
+func (c Config) MemoryBytes(n, d, k int) int64 {
+	nf, df, kf := float64(n), float64(d), float64(k)
+	stage := 4 * (2*nf*df + 2*nf*df) // Outputs.Grad, AlignUniform's scratch
+	var v float64
+	switch c.Type {
+	case TypeNTXent, TypeSupCon:
+		m := 2 * nf
+		v = 8*(5*m*df+m*m+8*m) + stage
+	default:
+		v = 8*(6*nf*df+7*nf+kf*df+kf) + 4*(2*nf*df+nf*kf+kf*df) + stage
+	}
+	if v >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(v)
+}
+
 // SplitViews copies features laid out n×2×d (sample, view, dim), as
 // PyTorch's SupCon code takes them, into z[0] and z[1] (n×d each),
 // reslicing or allocating them, and returns them.

@@ -232,6 +232,23 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// StateValues is the number of float32 values of state that New allocates
+// for params parameter values, and that Optimizer.State copies: one
+// buffer per parameter for sgd with momentum > 0 and for lars, two for
+// adamw (its moments).
+func (c Config) StateValues(params int64) int64 {
+	c = c.WithDefaults()
+	switch c.Optimizer {
+	case AdamWName:
+		return 2 * params
+	case SGDName:
+		if *c.Momentum == 0 {
+			return 0
+		}
+	}
+	return params
+}
+
 // Optimizer updates a fixed list of Params in place from their gradients.
 // Implementations are not safe for concurrent use.
 type Optimizer interface {
