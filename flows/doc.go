@@ -7,6 +7,14 @@
 // (kinds.go): the dataset source, the augment and collate stages and the
 // sinks. Build turns a validated spec into a *pipeline.Flow.
 //
+// Before a flow is built, PlanOf opens its source, probes the views' shape
+// and estimates the run's peak memory (EstimateMemory: the encoder's
+// replicas, the loss, the queue, the optimizer, the data in flight, the
+// kNN monitor, the garbage collector's headroom). A flow whose estimate is
+// over its limit, 90% of the machine's memory unless the spec's
+// max_memory says otherwise, is refused with the estimate and what to
+// change.
+//
 // The same flows can be assembled in Go from the stages' constructors
 // directly; see the package example.
 package flows

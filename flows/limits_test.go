@@ -1,6 +1,7 @@
 package flows_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -103,5 +104,113 @@ func TestPlanRefusesSpecsTooLargeToRecord(t *testing.T) {
 	spec.Description = strings.Repeat("x", pipeline.MaxSpecBytes)
 	if _, err := flows.PlanOf(spec); err == nil || !strings.Contains(err.Error(), "checkpoint records") {
 		t.Errorf("PlanOf: %v, want a refusal of the spec's size", err)
+	}
+}
+
+// planMoCo plans the moco flow with its kNN monitor off and sets.
+func planMoCo(t *testing.T, sets ...string) (flows.Plan, error) {
+	t.Helper()
+	spec, err := flows.Load("moco", append([]string{"sinks.knn.every=0"}, sets...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return flows.PlanOf(spec)
+}
+
+// TestPlanRefusesBatchesOverMemory: batch_size 1,048,576 (the most collate
+// takes; the built-in data padded to one batch) is refused before the run
+// with the estimate, the limit and how to change them, under the machine's
+// default limit and under an explicit one; max_memory -1 lets it plan.
+func TestPlanRefusesBatchesOverMemory(t *testing.T) {
+	huge := []string{"stages.collate.batch_size=1048576", "stages.collate.last=pad"}
+	_, err := planMoCo(t, append(huge, "max_memory=64GiB")...)
+	if !errors.Is(err, flows.ErrTooMuchMemory) {
+		t.Fatalf("batch 1048576 under max_memory 64GiB: %v, want ErrTooMuchMemory", err)
+	}
+	for _, want := range []string{"needs an estimated ", "TiB (encoder ", "batch_size 1048576", "limit of 64.0 GiB (the flow's max_memory)",
+		"lower stages.collate.batch_size (", "--set max_memory="} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	p, err := planMoCo(t, append(huge, "max_memory=-1")...)
+	if err != nil || p.Memory.Total < 1<<40 {
+		t.Fatalf("batch 1048576, no limit: %v, estimate %v; want it planned at over 1 TiB", err, p.Memory)
+	}
+	if limit, _ := flows.MemoryLimit(&pipeline.Spec{}); limit > 0 && limit < p.Memory.Total {
+		_, err := planMoCo(t, huge...)
+		if !errors.Is(err, flows.ErrTooMuchMemory) || !strings.Contains(err.Error(), "TiB") || !strings.Contains(err.Error(), "90% of") {
+			t.Errorf("batch 1048576 under the default limit of %s: %v", pipeline.Bytes(limit), err)
+		}
+	}
+}
+
+// TestSmallLimitRefusesTheDefaultFlow: the moco flow as it is (batch 256,
+// kNN monitor on) does not fit in 100 MB; under a limit between its
+// estimates at batch 64 and 256 it is refused with a batch size that fits.
+func TestSmallLimitRefusesTheDefaultFlow(t *testing.T) {
+	prepare := func(sets ...string) error {
+		spec, err := flows.Load("moco", sets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = flows.Prepare(spec, pipeline.Options{}, flows.JobOptions{})
+		return err
+	}
+	err := prepare("max_memory=100MB")
+	if !errors.Is(err, flows.ErrTooMuchMemory) || !strings.Contains(err.Error(), "limit of 95.4 MiB (the flow's max_memory)") {
+		t.Fatalf("Prepare under max_memory 100MB: %v, want ErrTooMuchMemory naming the limit", err)
+	}
+	estimate := func(batch int) int64 {
+		spec, err := flows.Load("moco", []string{"max_memory=-1", fmt.Sprintf("stages.collate.batch_size=%d", batch)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := flows.PlanOf(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Memory.Total
+	}
+	limit := (estimate(64) + estimate(256)) / 2
+	err = prepare(fmt.Sprintf("max_memory=%d", limit))
+	if !errors.Is(err, flows.ErrTooMuchMemory) {
+		t.Fatalf("Prepare under max_memory %d: %v, want ErrTooMuchMemory", limit, err)
+	}
+	var fit int
+	msg := err.Error()
+	if i := strings.Index(msg, "batch_size ("); i < 0 {
+		t.Fatalf("no batch size suggested in %q", msg)
+	} else if _, err := fmt.Sscanf(msg[i+len("batch_size ("):], "%d would fit", &fit); err != nil || fit < 64 || fit >= 256 {
+		t.Fatalf("suggested batch size %d (%v) in %q; want 64 to 255", fit, err, msg)
+	}
+	if e := estimate(fit); e > limit {
+		t.Errorf("the suggested batch_size %d needs %d bytes, over the limit %d", fit, e, limit)
+	}
+	if e := estimate(fit + 1); e <= limit {
+		t.Errorf("batch_size %d fits too (%d bytes), and is larger than the suggested %d", fit+1, e, fit)
+	}
+}
+
+// TestMemoryEstimateIsLinearInTheBatch: moco's estimate (InfoNCE, a
+// queue) is a fixed part plus the same amount per sample: about 1.4 MB on
+// 28×28 images with convnet-s, before the garbage collector's headroom
+// (GOGC percent of it), what the CLI's peak RSS grows by (README, Memory).
+func TestMemoryEstimateIsLinearInTheBatch(t *testing.T) {
+	var heap, total [3]int64
+	for i, b := range []int{256, 512, 1024} {
+		p, err := planMoCo(t, fmt.Sprintf("stages.collate.batch_size=%d", b), "max_memory=-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		heap[i], total[i] = p.Memory.Total-p.Memory.GC-p.Memory.Base, p.Memory.Total
+	}
+	for _, v := range [][3]int64{heap, total} {
+		if d1, d2 := v[1]-v[0], v[2]-v[1]; d1 <= 0 || float64(d2) < 1.99*float64(d1) || float64(d2) > 2.01*float64(d1) {
+			t.Errorf("estimates %v at batch 256, 512, 1024: not linear", v)
+		}
+	}
+	if perSample := float64(heap[2]-heap[1]) / 512; perSample < 1.2e6 || perSample > 1.6e6 {
+		t.Errorf("%.0f bytes a sample before the GC's headroom, want 1.2 to 1.6 MB", perSample)
 	}
 }

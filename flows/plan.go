@@ -30,6 +30,8 @@ type Plan struct {
 	// sample that decodes), what an encoder must take; 0 when the flow
 	// does not augment.
 	C, H, W int
+	// Memory is the estimate of the run's peak memory (EstimateMemory).
+	Memory MemoryEstimate
 }
 
 // Steps is the number of training steps of the whole run.
@@ -37,9 +39,11 @@ func (p Plan) Steps() int64 { return p.Batches * int64(p.Epochs) }
 
 // PlanOf opens spec's source to count what the flow will stream, and
 // refuses, saying what to change, a flow that would make no batch at all
-// (an epoch shorter than the batch size, with partial batches dropped),
-// and a spec whose normalised YAML, which every checkpoint records, is
-// over pipeline.MaxSpecBytes.
+// (an epoch shorter than the batch size, with partial batches dropped), a
+// flow whose estimated peak memory (Plan.Memory) is over its limit (the
+// spec's max_memory, else DefaultMemoryFraction of MachineMemory; the
+// error matches ErrTooMuchMemory), and a spec whose normalised YAML, which
+// every checkpoint records, is over pipeline.MaxSpecBytes.
 func PlanOf(spec *pipeline.Spec) (Plan, error) {
 	ctx := context.Background()
 	if y, err := spec.YAML(); err == nil && len(y) > pipeline.MaxSpecBytes {
@@ -76,7 +80,10 @@ func PlanOf(spec *pipeline.Spec) (Plan, error) {
 				st.Name, ds.Name(), p.EpochLen, p.BatchSize)
 		}
 	}
-	return p, nil
+	if p.Memory, err = EstimateMemory(spec, p); err != nil {
+		return p, err
+	}
+	return p, checkMemory(spec, p)
 }
 
 // errFound ends a scan of the dataset early.
