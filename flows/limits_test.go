@@ -1,6 +1,7 @@
 package flows_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/contrastream/contrastream/flows"
 	"github.com/contrastream/contrastream/pipeline"
+	"github.com/contrastream/contrastream/sinks"
 	"github.com/contrastream/contrastream/stages/loss"
 )
 
@@ -212,5 +214,50 @@ func TestMemoryEstimateIsLinearInTheBatch(t *testing.T) {
 	}
 	if perSample := float64(heap[2]-heap[1]) / 512; perSample < 1.2e6 || perSample > 1.6e6 {
 		t.Errorf("%.0f bytes a sample before the GC's headroom, want 1.2 to 1.6 MB", perSample)
+	}
+}
+
+// TestOldCheckpointFlowsStillLoad: a checkpoint of an earlier version
+// records 0 for a temperature, lr, trust_coefficient or eps the flow left
+// out (every prebuilt flow's trust_coefficient and eps), meaning the
+// default. Such a checkpoint still loads (UpgradeRecordedFlow), though its
+// flow no longer parses as written; a flow this version records is left
+// as it is.
+func TestOldCheckpointFlowsStillLoad(t *testing.T) {
+	run := t.TempDir()
+	if err := prepare(t, "moco", tinySets("moco"), flows.JobOptions{RunDir: run, MaxSteps: 1}).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(run, "checkpoint")
+	ck := readCheckpoint(t, dir)
+	if got := flows.UpgradeRecordedFlow(ck.Info.Flow); got != ck.Info.Flow {
+		t.Errorf("this version's flow was changed:\n%s\nto\n%s", ck.Info.Flow, got)
+	}
+	old := ck.Info.Flow
+	for _, r := range [][2]string{{"trust_coefficient: null", "trust_coefficient: 0"}, {"eps: null", "eps: 0"},
+		{"lr: 0.06", "lr: 0"}, {"temperature: 0.2", "temperature: 0"}, {"temperature: 0.1", "temperature: 0.0"}} {
+		if !strings.Contains(old, r[0]) {
+			t.Fatalf("the recorded flow has no %q:\n%s", r[0], old)
+		}
+		old = strings.Replace(old, r[0], r[1], 1)
+	}
+	if _, err := pipeline.ParseSpec([]byte(old), "state.json", nil, nil); err == nil {
+		t.Fatal("the old flow parses as written; the test proves nothing")
+	}
+	ck.Info.Flow = old
+	if err := sinks.WriteCheckpoint(dir, *ck); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := flows.LoadEncoder(dir); err != nil {
+		t.Fatalf("a checkpoint of an earlier version: %v", err)
+	}
+	spec, err := pipeline.ParseSpec([]byte(flows.UpgradeRecordedFlow(old)), "state.json", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range spec.Stages {
+		if c, ok := s.Config.(*loss.Config); ok && c.Temperature != nil {
+			t.Errorf("the loss's recorded 0 became %v, want nil (the default)", *c.Temperature)
+		}
 	}
 }
