@@ -7,6 +7,14 @@
 // (kinds.go): the dataset source, the augment and collate stages and the
 // sinks. Build turns a validated spec into a *pipeline.Flow.
 //
+// Before a flow is built, PlanOf opens its source, probes the views' shape
+// and estimates the run's peak memory (EstimateMemory: the encoder's
+// replicas, the loss, the queue, the optimizer, the data in flight, the
+// kNN monitor, the garbage collector's headroom). A flow whose estimate is
+// over its limit, 90% of the machine's memory unless the spec's
+// max_memory says otherwise, is refused with the estimate and what to
+// change.
+//
 // Prepare turns a training flow into a Job that writes into a run folder
 // (runfolder.go: every path the sinks name is checked to lie inside it
 // before anything is written; a folder that holds a run is refused unless

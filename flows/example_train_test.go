@@ -50,11 +50,11 @@ func Example_moco() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	l, err := loss.New(loss.Config{Type: loss.TypeInfoNCE, Temperature: 0.2})
+	l, err := loss.New(loss.Config{Type: loss.TypeInfoNCE, Temperature: new(0.2)})
 	if err != nil {
 		log.Fatal(err)
 	}
-	ocfg := optim.Config{LR: 0.06}
+	ocfg := optim.Config{LR: optim.Float(0.06)}
 	opt, err := optim.New(ocfg, pool.Params())
 	if err != nil {
 		log.Fatal(err)

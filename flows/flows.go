@@ -42,10 +42,10 @@ func YAML(name string) ([]byte, error) {
 }
 
 // Load reads a flow spec: a prebuilt flow's name, or the path of a YAML
-// file (anything with a '/' or ending in .yaml or .yml). overrides are
-// "path=value" strings (the CLI's --set) applied before validation. The
-// spec is checked against pipeline.DefaultRegistry, where this package
-// registers its kinds.
+// file (anything with a '/' or ending in .yaml or .yml) of at most
+// pipeline.MaxSpecBytes. overrides are "path=value" strings (the CLI's
+// --set) applied before validation. The spec is checked against
+// pipeline.DefaultRegistry, where this package registers its kinds.
 func Load(nameOrFile string, overrides []string) (*pipeline.Spec, error) {
 	var (
 		data []byte
@@ -53,7 +53,7 @@ func Load(nameOrFile string, overrides []string) (*pipeline.Spec, error) {
 		file = nameOrFile
 	)
 	if strings.ContainsRune(nameOrFile, '/') || strings.HasSuffix(nameOrFile, ".yaml") || strings.HasSuffix(nameOrFile, ".yml") {
-		data, err = os.ReadFile(nameOrFile)
+		data, err = pipeline.ReadSpecFile(nameOrFile)
 	} else {
 		data, err = YAML(nameOrFile)
 		file = path.Join("flows", nameOrFile+".yaml")

@@ -314,7 +314,7 @@ func LoadEncoder(dir string) (*Encoder, error) {
 	if strings.TrimSpace(ck.Info.Flow) == "" {
 		return nil, fmt.Errorf("checkpoint %s: %s records no flow (%s), so the encoder it holds is unknown", dir, sinks.InfoFile, written)
 	}
-	spec, err := pipeline.ParseSpec([]byte(ck.Info.Flow), filepath.Join(dir, sinks.InfoFile), nil, nil)
+	spec, err := pipeline.ParseSpec([]byte(UpgradeRecordedFlow(ck.Info.Flow)), filepath.Join(dir, sinks.InfoFile), nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: its flow (%s) does not parse in this version: %w", dir, written, err)
 	}

@@ -300,10 +300,7 @@ func (m *monitor) evaluate(ctx context.Context, data [2]sources.Dataset, w *enco
 	if k == 0 {
 		k = 200
 	}
-	t := m.knn.Temperature
-	if t == 0 {
-		t = 0.1
-	}
+	t := m.knn.TemperatureOrDefault()
 	return EvalRecord{Epoch: int(steps / m.batches), Step: steps, KNNTop1: r.Accuracy, K: k, T: t,
 		NTrain: feats[0].N, NTest: feats[1].N, Seconds: time.Since(start).Seconds()}, nil
 }

@@ -30,16 +30,25 @@ type Plan struct {
 	// sample that decodes), what an encoder must take; 0 when the flow
 	// does not augment.
 	C, H, W int
+	// Memory is the estimate of the run's peak memory (EstimateMemory).
+	Memory MemoryEstimate
 }
 
 // Steps is the number of training steps of the whole run.
 func (p Plan) Steps() int64 { return p.Batches * int64(p.Epochs) }
 
 // PlanOf opens spec's source to count what the flow will stream, and
-// refuses a flow that would make no batch at all (an epoch shorter than the
-// batch size, with partial batches dropped), saying what to change.
+// refuses, saying what to change, a flow that would make no batch at all
+// (an epoch shorter than the batch size, with partial batches dropped), a
+// flow whose estimated peak memory (Plan.Memory) is over its limit (the
+// spec's max_memory, else DefaultMemoryFraction of MachineMemory; the
+// error matches ErrTooMuchMemory), and a spec whose normalised YAML, which
+// every checkpoint records, is over pipeline.MaxSpecBytes.
 func PlanOf(spec *pipeline.Spec) (Plan, error) {
 	ctx := context.Background()
+	if y, err := spec.YAML(); err == nil && len(y) > pipeline.MaxSpecBytes {
+		return Plan{}, fmt.Errorf("flow %q: its spec, with every default written out as a checkpoint records it, is %d bytes, over the limit of %d (pipeline.MaxSpecBytes): a resumed run could not read it back", spec.Name, len(y), pipeline.MaxSpecBytes)
+	}
 	src, ok := spec.Source.Config.(*DatasetConfig)
 	if !ok {
 		return Plan{}, fmt.Errorf("flow %q has no dataset source", spec.Name)
@@ -71,7 +80,10 @@ func PlanOf(spec *pipeline.Spec) (Plan, error) {
 				st.Name, ds.Name(), p.EpochLen, p.BatchSize)
 		}
 	}
-	return p, nil
+	if p.Memory, err = EstimateMemory(spec, p); err != nil {
+		return p, err
+	}
+	return p, checkMemory(spec, p)
 }
 
 // errFound ends a scan of the dataset early.

@@ -225,7 +225,7 @@ func Report(ctx context.Context, runDir string, cfg ReportConfig) (ReportResult,
 	if emb != nil && emb.knn != nil {
 		res.KNN = emb.knn.Accuracy
 		k := emb.knnCfg
-		line := fmt.Sprintf("%.2f%% (%d/%d; k = %d, T = %g, memory %s, queries %s)", 100*emb.knn.Accuracy, emb.knn.Correct, emb.knn.Total, k.K, k.Temperature, emb.trainName, emb.testName)
+		line := fmt.Sprintf("%.2f%% (%d/%d; k = %d, T = %g, memory %s, queries %s)", 100*emb.knn.Accuracy, emb.knn.Correct, emb.knn.Total, k.K, k.TemperatureOrDefault(), emb.trainName, emb.testName)
 		page.Facts = append(page.Facts, [2]string{"kNN top-1 (checkpoint)", line})
 		knnSec.Text = strings.TrimSpace(knnSec.Text + " The checkpoint at step " + fmt.Sprint(ck.Info.Step) + ", by weighted kNN on its backbone features: " + line + ".")
 	} else if len(evals) == 0 {
@@ -303,8 +303,8 @@ func lossOf(spec *pipeline.Spec) string {
 			if t == "" {
 				t = loss.TypeInfoNCE
 			}
-			if c.Temperature > 0 {
-				return fmt.Sprintf("%s, temperature %g", t, c.Temperature)
+			if c.Temperature != nil {
+				return fmt.Sprintf("%s, temperature %g", t, *c.Temperature)
 			}
 			return t
 		}
@@ -615,9 +615,7 @@ func embedReport(ctx context.Context, enc *Encoder, trainCfg, testCfg sources.Co
 			if out.knnCfg.K == 0 {
 				out.knnCfg.K = 200
 			}
-			if out.knnCfg.Temperature == 0 {
-				out.knnCfg.Temperature = 0.1
-			}
+			out.knnCfg.Temperature = new(out.knnCfg.TemperatureOrDefault())
 		}
 	} else {
 		out.knnErr = errors.New("the data are unlabeled")

@@ -197,7 +197,7 @@ func checkSameFlow(spec *pipeline.Spec, ck *sinks.Checkpoint) error {
 	if ck.Info.Flow == "" {
 		return nil
 	}
-	old, err := pipeline.ParseSpec([]byte(ck.Info.Flow), "checkpoint's "+sinks.InfoFile, nil, nil)
+	old, err := pipeline.ParseSpec([]byte(UpgradeRecordedFlow(ck.Info.Flow)), "checkpoint's "+sinks.InfoFile, nil, nil)
 	if err != nil {
 		return nil // a flow this version no longer reads: the tensors decide
 	}

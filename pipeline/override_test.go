@@ -112,7 +112,7 @@ func TestOverrideErrors(t *testing.T) {
 		{"index out of range", []string{"stages.2.batch_size=64"},
 			"--set stages.2.batch_size=64: stages has 2 entries; there is no stages.2"},
 		{"unknown shorthand", []string{"agument.workers=4"},
-			`--set agument.workers=4: no top-level field or stage named "agument" (fields: name, description, seed, epochs, max_bad_samples, source, stages, sinks; stages: fake, augment, collate, metrics, more); did you mean "augment"?`},
+			`--set agument.workers=4: no top-level field or stage named "agument" (fields: name, description, seed, epochs, max_bad_samples, max_memory, source, stages, sinks; stages: fake, augment, collate, metrics, more); did you mean "augment"?`},
 		{"no value", []string{"seed"},
 			"--set seed: want path=value"},
 		{"empty path element", []string{"stages..batch_size=1"},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"reflect"
 	"regexp"
 	"sort"
@@ -31,6 +32,7 @@ import (
 //	seed: 1
 //	epochs: 2
 //	max_bad_samples: 10
+//	max_memory: 16GiB
 //	source: {kind: dataset, path: data/train.parquet, order: shuffle}
 //	stages:
 //	  - kind: augment
@@ -53,6 +55,13 @@ type Spec struct {
 	// MaxBadSamples is how many bad samples the flow skips before it stops;
 	// -1 means no limit. Default 0: the first bad sample is fatal.
 	MaxBadSamples int
+	// MaxMemory is the most memory the flow may be estimated to need
+	// before it runs (YAML max_memory: a size such as 16GiB or 800MB, or
+	// -1 for no limit); a flow over it is refused with the estimate (see
+	// flows.PlanOf). nil, the field left out, means the default: 90% of
+	// the machine's memory, or of its cgroup's limit when lower. 0 is an
+	// error, not the default.
+	MaxMemory *Bytes
 	// Source is the stage that reads the dataset. Required.
 	Source StageSpec
 	// Stages are the stages between the source and the sinks, in order.
@@ -163,9 +172,47 @@ type Defaulter interface {
 
 // specFields are the top-level fields of a spec, in the order YAML writes
 // them.
-var specFields = []string{"name", "description", "seed", "epochs", "max_bad_samples", "source", "stages", "sinks"}
+var specFields = []string{"name", "description", "seed", "epochs", "max_bad_samples", "max_memory", "source", "stages", "sinks"}
 
 var nameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
+
+// MaxSpecBytes is the largest flow spec ParseSpec and ReadSpecFile take:
+// 1 MiB. A real flow is a few KB, and every checkpoint's state.json
+// records it again, so a larger file is a mistake (the wrong file, or a
+// generated one run away), refused before it is read whole.
+const MaxSpecBytes = 1 << 20
+
+// errSpecTooLarge says that a spec of size bytes (or more, when atLeast)
+// is over MaxSpecBytes.
+func errSpecTooLarge(file string, size int64, atLeast bool) error {
+	more := ""
+	if atLeast {
+		more = "more than "
+	}
+	return &SpecError{File: file, Err: fmt.Errorf("the flow spec is %s%d bytes, over the limit of %d bytes (1 MiB; a flow is a few KB): is this the right file?", more, size, MaxSpecBytes)}
+}
+
+// ReadSpecFile reads the flow spec file path, refusing one over
+// MaxSpecBytes with a *SpecError that gives its size and the limit. It
+// reads at most MaxSpecBytes+1 bytes, whatever the file's size.
+func ReadSpecFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSpecBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > MaxSpecBytes {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > MaxSpecBytes {
+			return nil, errSpecTooLarge(path, st.Size(), false)
+		}
+		return nil, errSpecTooLarge(path, MaxSpecBytes, true) // a pipe, or a file still growing
+	}
+	return data, nil
+}
 
 // ParseSpec reads a flow spec from data, applies overrides ("path=value",
 // see ApplyOverrides) and checks it before anything runs: top-level fields,
@@ -176,8 +223,13 @@ var nameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
 //
 // The error is one *SpecError naming the file, line and field:
 //
-//	flow.yaml:9: stages[0] (augment).crop.scale: cannot use "abc" as [2]float64
+//	flow.yaml:10: stages[0] (augment).crop.scale: cannot use "abc" as [2]float64
+//
+// data over MaxSpecBytes is refused, unparsed.
 func ParseSpec(data []byte, file string, reg *Registry, overrides []string) (*Spec, error) {
+	if len(data) > MaxSpecBytes {
+		return nil, errSpecTooLarge(file, int64(len(data)), false)
+	}
 	if reg == nil {
 		reg = DefaultRegistry
 	}
@@ -275,6 +327,10 @@ func (s *Spec) YAML() ([]byte, error) {
 	add("seed", yamlScalar("!!int", strconv.FormatInt(s.Seed, 10)))
 	add("epochs", yamlScalar("!!int", strconv.Itoa(s.Epochs)))
 	add("max_bad_samples", yamlScalar("!!int", strconv.Itoa(s.MaxBadSamples)))
+	if s.MaxMemory != nil {
+		t, _ := s.MaxMemory.MarshalText()
+		add("max_memory", yamlScalar("!!str", string(t)))
+	}
 	var err error
 	var src *yaml.Node
 	if src, err = stageYAML("source", s.Source); err != nil {
@@ -408,6 +464,9 @@ func (s *Spec) check(reg *Registry, p *specParser) error {
 	}
 	if s.MaxBadSamples < -1 {
 		return p.errAt(p.at("max_bad_samples"), "max_bad_samples", "must be ≥ -1 (-1 means no limit), got %d", s.MaxBadSamples)
+	}
+	if m := s.MaxMemory; m != nil && *m <= 0 && *m != -1 {
+		return p.errAt(p.at("max_memory"), "max_memory", "must be a size > 0 (16GiB, 800MB) or -1 for no limit (leave it out for the default, 90%% of the machine's memory), got %d", int64(*m))
 	}
 	refs := s.refs()
 	kinds := make([]Kind, len(refs))
@@ -855,6 +914,8 @@ func (p *specParser) spec(root *yaml.Node) (*Spec, error) {
 			}
 		case "max_bad_samples":
 			err = p.decode(kv.val, reflect.ValueOf(&s.MaxBadSamples).Elem(), top, key)
+		case "max_memory":
+			err = p.decode(kv.val, reflect.ValueOf(&s.MaxMemory).Elem(), top, key)
 		case "source":
 			source = kv.val
 		case "stages":

@@ -170,7 +170,7 @@ var specErrorTests = []struct {
 	{"empty", "", nil,
 		"flow.yaml: missing source (known source kinds: fake, idx)"},
 	{"not a mapping", "- a\n- b\n", nil,
-		"flow.yaml:1: a flow spec is a mapping of name, description, seed, epochs, max_bad_samples, source, stages, sinks; got a list"},
+		"flow.yaml:1: a flow spec is a mapping of name, description, seed, epochs, max_bad_samples, max_memory, source, stages, sinks; got a list"},
 	{"two documents", "source: {kind: fake, path: x}\n---\nseed: 2\n", nil,
 		"flow.yaml:2: more than one YAML document; a flow spec is one"},
 	{"duplicate key", "seed: 1\nseed: 2\n", nil,
@@ -180,7 +180,7 @@ var specErrorTests = []struct {
 
 	// (1) Top-level fields.
 	{"unknown top-level field", "seed: 1\nsed: 2\n", nil,
-		`flow.yaml:2: unknown field "sed" (known: name, description, seed, epochs, max_bad_samples, source, stages, sinks); did you mean "seed"?`},
+		`flow.yaml:2: unknown field "sed" (known: name, description, seed, epochs, max_bad_samples, max_memory, source, stages, sinks); did you mean "seed"?`},
 	{"top-level type", "seed: abc\n", nil,
 		`flow.yaml:1: seed: cannot use "abc" as int64`},
 	{"top-level list", "name: [a]\n", nil,

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -293,6 +294,33 @@ func writeFileSync(path string, b []byte) error {
 	return f.Close()
 }
 
+// MaxInfoBytes is the largest state.json ReadCheckpoint reads: 8 MiB,
+// room for a flow spec of pipeline.MaxSpecBytes even if JSON escapes
+// every character of it (a '<' is written \u003c), and the rest. A larger
+// file is refused without being read whole.
+const MaxInfoBytes = 8 << 20
+
+// readInfo reads path, at most MaxInfoBytes of it.
+func readInfo(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxInfoBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxInfoBytes {
+		size := fmt.Sprintf("more than %d", MaxInfoBytes)
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			size = fmt.Sprint(st.Size())
+		}
+		return nil, fmt.Errorf("%s is %s bytes, over the limit of %d bytes (8 MiB; a contrastream state.json is a few KB)", path, size, MaxInfoBytes)
+	}
+	return b, nil
+}
+
 // ErrNotCheckpoint is returned (wrapped) by ReadCheckpoint for a folder
 // that is not a complete checkpoint of this format.
 var ErrNotCheckpoint = errors.New("not a complete contrastream checkpoint")
@@ -310,7 +338,7 @@ func ReadCheckpoint(dir string) (*Checkpoint, error) {
 			dir += ".old"
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(dir, InfoFile))
+	b, err := readInfo(filepath.Join(dir, InfoFile))
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w: %v", dir, ErrNotCheckpoint, err)
 	}

@@ -569,3 +569,31 @@ func f64File(name string, shape []int, values ...float64) []byte {
 	b := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
 	return append(append(b, h...), data...)
 }
+
+// TestReadCheckpointRefusesHugeInfo: a state.json over MaxInfoBytes (here
+// a valid one padded with spaces) is refused, naming the file, its size
+// and the limit, rather than read whole.
+func TestReadCheckpointRefusesHugeInfo(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	if err := WriteCheckpoint(dir, testCheckpoint(1)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, InfoFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b, strings.Repeat(" ", MaxInfoBytes+1-len(b))...)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ReadCheckpoint(dir)
+	if !errors.Is(err, ErrNotCheckpoint) {
+		t.Fatalf("a state.json of %d bytes: %v, want ErrNotCheckpoint", len(b), err)
+	}
+	for _, want := range []string{path, fmt.Sprint(len(b)), fmt.Sprint(MaxInfoBytes)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}

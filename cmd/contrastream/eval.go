@@ -134,7 +134,7 @@ func runKNN(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	train, test := ef.data()
-	cfg := flows.KNNConfig{Train: train, Test: test, KNN: eval.KNNConfig{K: *k, Temperature: *temp}}
+	cfg := flows.KNNConfig{Train: train, Test: test, KNN: eval.KNNConfig{K: *k, Temperature: temp}}
 	ph := &phases{w: stderr, what: "knn"}
 	if !*ef.quiet {
 		cfg.Progress = ph.set
@@ -163,6 +163,12 @@ func runLinear(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	var lrSet *float64 // nil unless --lr was given: then 0 is refused, not the default
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "lr" {
+			lrSet = lr
+		}
+	})
 	enc, what, err := ef.load(fs)
 	if err != nil {
 		return err
@@ -174,7 +180,7 @@ func runLinear(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("%w: --finetune needs --epochs E (at least 1)", errUsage)
 		}
 		cfg := flows.FineTuneConfig{Train: train, Test: test, Epochs: *epochs, BatchSize: *batch, Seed: *seed,
-			Optim: optim.Config{Optimizer: *opt, LR: *lr}}
+			Optim: optim.Config{Optimizer: *opt, LR: lrSet}}
 		if cfg.BatchSize == 0 {
 			cfg.BatchSize = enc.BatchSize()
 		}
@@ -220,7 +226,7 @@ func runLinear(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *epochs != 0 || *batch != 0 || *opt != "" {
 		return fmt.Errorf("%w: --epochs, --batch and --optimizer apply to --finetune only", errUsage)
 	}
-	cfg := flows.LinearConfig{Train: train, Test: test, Linear: eval.LinearConfig{Iterations: *iters, LR: *lr, WeightDecay: wd, Seed: uint64(*seed)}}
+	cfg := flows.LinearConfig{Train: train, Test: test, Linear: eval.LinearConfig{Iterations: *iters, LR: lrSet, WeightDecay: wd, Seed: uint64(*seed)}}
 	ph := &phases{w: stderr, what: "linear"}
 	var fit time.Time
 	cfg.Progress = func(phase string, n int64) {

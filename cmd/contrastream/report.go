@@ -38,7 +38,7 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		*tsne = -1 // ReportConfig: negative is none
 	}
 	cfg := flows.ReportConfig{Out: *out, Checkpoint: *ckpt, Train: sources.Config{Path: *train}, Test: sources.Config{Path: *test},
-		MaxTest: *maxTest, MaxTrain: *maxTrain, TSNE: *tsne, KNN: eval.KNNConfig{K: *k, Temperature: *temp}}
+		MaxTest: *maxTest, MaxTrain: *maxTrain, TSNE: *tsne, KNN: eval.KNNConfig{K: *k, Temperature: temp}}
 	var (
 		prog  *sinks.Progress
 		phase string

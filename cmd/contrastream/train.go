@@ -77,7 +77,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		err  error
 	)
 	if ck != nil && !flowSet && ck.Info.Flow != "" {
-		spec, err = pipeline.ParseSpec([]byte(ck.Info.Flow), filepath.Join(*resume, sinks.InfoFile), nil, sets)
+		spec, err = pipeline.ParseSpec([]byte(flows.UpgradeRecordedFlow(ck.Info.Flow)), filepath.Join(*resume, sinks.InfoFile), nil, sets)
 	} else {
 		spec, err = flows.Load(*flow, sets)
 	}

@@ -89,42 +89,11 @@ func NewPool(w *Weights, n, replicas int, keyEncoder bool) (*Pool, error) {
 	if keyEncoder {
 		views = 1
 	}
-	total := views * n // images through the query encoder per step
-	if replicas <= 0 {
-		replicas = 1
-		for r := min(runtime.GOMAXPROCS(0), MaxReplicas); r > 1; r-- {
-			if splits(n, views, r) {
-				replicas = r
-				break
-			}
-		}
+	replicas, err := poolReplicas(n, views, replicas)
+	if err != nil {
+		return nil, err
 	}
-	if replicas > MaxReplicas {
-		return nil, fmt.Errorf("encode: %d replicas, want at most %d", replicas, MaxReplicas)
-	}
-	if !splits(n, views, replicas) {
-		var lo, hi int // the nearest counts that work
-		for r := replicas - 1; r >= 1 && lo == 0; r-- {
-			if splits(n, views, r) {
-				lo = r
-			}
-		}
-		for r := replicas + 1; r <= min(total, MaxReplicas) && hi == 0; r++ {
-			if splits(n, views, r) {
-				hi = r
-			}
-		}
-		near := fmt.Sprint(lo)
-		if hi != 0 {
-			near = fmt.Sprintf("%d or %d", lo, hi)
-		}
-		rule := fmt.Sprintf("a divisor of the batch size %d", n)
-		if views == 2 {
-			rule = fmt.Sprintf("1 or twice a divisor of the batch size %d (a whole number of shards per view)", n)
-		}
-		return nil, fmt.Errorf("encode: %d replicas cannot split %d images (%d per view) into equal shards within a view; choose replicas = %s, e.g. %s", replicas, total, n, rule, near)
-	}
-	shard := total / replicas
+	shard := views * n / replicas
 	p := &Pool{w: w, n: n, views: views, shard: shard, ready: make(chan struct{}, 1)}
 	if shard > n {
 		in := w.Input()
@@ -378,6 +347,48 @@ func (p *Pool) Close() error {
 		r.Close()
 	}
 	return nil
+}
+
+// poolReplicas returns the number of replicas of a pool for batches of n
+// samples with views views through the query encoder: replicas, checked,
+// or for replicas ≤ 0 the largest count up to GOMAXPROCS that splits them.
+func poolReplicas(n, views, replicas int) (int, error) {
+	total := views * n // images through the query encoder per step
+	if replicas <= 0 {
+		replicas = 1
+		for r := min(runtime.GOMAXPROCS(0), MaxReplicas); r > 1; r-- {
+			if splits(n, views, r) {
+				replicas = r
+				break
+			}
+		}
+	}
+	if replicas > MaxReplicas {
+		return 0, fmt.Errorf("encode: %d replicas, want at most %d", replicas, MaxReplicas)
+	}
+	if !splits(n, views, replicas) {
+		var lo, hi int // the nearest counts that work
+		for r := replicas - 1; r >= 1 && lo == 0; r-- {
+			if splits(n, views, r) {
+				lo = r
+			}
+		}
+		for r := replicas + 1; r <= min(total, MaxReplicas) && hi == 0; r++ {
+			if splits(n, views, r) {
+				hi = r
+			}
+		}
+		near := fmt.Sprint(lo)
+		if hi != 0 {
+			near = fmt.Sprintf("%d or %d", lo, hi)
+		}
+		rule := fmt.Sprintf("a divisor of the batch size %d", n)
+		if views == 2 {
+			rule = fmt.Sprintf("1 or twice a divisor of the batch size %d (a whole number of shards per view)", n)
+		}
+		return 0, fmt.Errorf("encode: %d replicas cannot split %d images (%d per view) into equal shards within a view; choose replicas = %s, e.g. %s", replicas, total, n, rule, near)
+	}
+	return replicas, nil
 }
 
 // splits reports whether r replicas split views·n images into equal

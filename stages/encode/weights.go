@@ -186,15 +186,7 @@ func (w *Weights) Input() Input { return w.in }
 // Features is the size of the encoder's features (the representation
 // before the head): 128 for convnet-s, 8·Width (512) for resnet18, Width
 // (64) for vit.
-func (w *Weights) Features() int {
-	switch w.cfg.Arch {
-	case ResNet18:
-		return resnet18Features(w.cfg.Width)
-	case ViT:
-		return w.cfg.Width
-	}
-	return convnetSFeatures
-}
+func (w *Weights) Features() int { return w.cfg.Features() }
 
 // Out is the size of the projection.
 func (w *Weights) Out() int { return w.cfg.Out }

@@ -15,8 +15,9 @@ type KNNConfig struct {
 	// K is the number of neighbours that vote. Default 200.
 	K int `yaml:"k"`
 	// Temperature scales the votes: a neighbour of cosine s votes with
-	// weight exp(s/T). Default 0.1.
-	Temperature float64 `yaml:"temperature"`
+	// weight exp(s/T); > 0 (in Go: new(0.07)). nil (left out) means
+	// DefaultKNNTemperature; 0 is an error, not the default.
+	Temperature *float64 `yaml:"temperature"`
 	// Workers is the number of goroutines that score queries. Default
 	// GOMAXPROCS.
 	Workers int `yaml:"workers"`
@@ -27,8 +28,8 @@ func (c KNNConfig) Validate() error {
 	if c.K < 0 {
 		return &pipeline.FieldError{Field: "k", Msg: fmt.Sprintf("must be ≥ 1 (0: 200), got %d", c.K)}
 	}
-	if c.Temperature < 0 || math.IsNaN(c.Temperature) || math.IsInf(c.Temperature, 0) {
-		return &pipeline.FieldError{Field: "temperature", Msg: fmt.Sprintf("must be > 0 (0: 0.1), got %v", c.Temperature)}
+	if t := c.Temperature; t != nil && !(*t > 0 && !math.IsInf(*t, 0)) {
+		return &pipeline.FieldError{Field: "temperature", Msg: fmt.Sprintf("must be a finite number > 0 (leave it out for %g), got %v", DefaultKNNTemperature, *t)}
 	}
 	if c.Workers < 0 {
 		return &pipeline.FieldError{Field: "workers", Msg: fmt.Sprintf("must be ≥ 0, got %d", c.Workers)}
@@ -36,13 +37,26 @@ func (c KNNConfig) Validate() error {
 	return nil
 }
 
+// The defaults of KNNConfig, MoCo's demo's.
+const (
+	DefaultKNNK           = 200
+	DefaultKNNTemperature = 0.1
+)
+
+// TemperatureOrDefault is the temperature in use: *c.Temperature, or
+// DefaultKNNTemperature when it is nil.
+func (c KNNConfig) TemperatureOrDefault() float64 {
+	if c.Temperature == nil {
+		return DefaultKNNTemperature
+	}
+	return *c.Temperature
+}
+
 func (c KNNConfig) withDefaults() KNNConfig {
 	if c.K == 0 {
-		c.K = 200
+		c.K = DefaultKNNK
 	}
-	if c.Temperature == 0 {
-		c.Temperature = 0.1
-	}
+	c.Temperature = new(c.TemperatureOrDefault())
 	if c.Workers == 0 {
 		c.Workers = runtime.GOMAXPROCS(0)
 	}
@@ -125,7 +139,7 @@ func KNN(memory, queries Features, cfg KNNConfig) (KNNResult, error) {
 				}
 				clear(votes)
 				for j := range top.n {
-					votes[memory.Labels[top.idx[j]]] += math.Exp(float64(top.sim[j]) / cfg.Temperature)
+					votes[memory.Labels[top.idx[j]]] += math.Exp(float64(top.sim[j]) / *cfg.Temperature)
 				}
 				best := 0
 				for c := range votes {

@@ -56,7 +56,7 @@ func TestKNNHandMade(t *testing.T) {
 		temp float64
 		want int64
 	}{{0.1, 0}, {1, 1}} {
-		r, err := KNN(w, q, KNNConfig{K: 3, Temperature: tc.temp})
+		r, err := KNN(w, q, KNNConfig{K: 3, Temperature: new(tc.temp)})
 		if err != nil || r.Predictions[0] != tc.want {
 			t.Errorf("T=%v: predicted %v (%v), want %d", tc.temp, r.Predictions, err, tc.want)
 		}
@@ -77,7 +77,7 @@ func TestKNNMatchesBruteForce(t *testing.T) {
 		return f
 	}
 	mem, qs := gen(300, 8), gen(50, 8)
-	r, err := KNN(mem, qs, KNNConfig{K: 20, Temperature: 0.5, Workers: 3})
+	r, err := KNN(mem, qs, KNNConfig{K: 20, Temperature: new(0.5), Workers: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,9 @@ func TestKNNErrors(t *testing.T) {
 		contains string
 	}{
 		{"negative k", ok, ok, KNNConfig{K: -1}, "k", ""},
-		{"bad temperature", ok, ok, KNNConfig{Temperature: math.Inf(1)}, "temperature", ""},
+		{"bad temperature", ok, ok, KNNConfig{Temperature: new(math.Inf(1))}, "temperature", ""},
+		{"zero temperature", ok, ok, KNNConfig{Temperature: new(0.0)}, "temperature", "got 0"},
+		{"negative temperature", ok, ok, KNNConfig{Temperature: new(-0.1)}, "temperature", ""},
 		{"dimension mismatch", ok, Features{N: 1, D: 3, Data: []float32{1, 0, 0}, Labels: []int64{0}}, KNNConfig{}, "", "dimensional"},
 		{"short data", Features{N: 2, D: 2, Data: []float32{1, 0}, Labels: []int64{0, 1}}, ok, KNNConfig{}, "", "memory"},
 		{"unlabeled", Features{N: 1, D: 2, Data: []float32{1, 0}, Labels: []int64{-1}}, ok, KNNConfig{}, "", "no label"},

@@ -45,8 +45,9 @@ type LinearConfig struct {
 	// converged (see LinearTolerance), at most MaxLinearIterations; 300 is
 	// the reference's fixed count.
 	Iterations int `yaml:"iterations"`
-	// LR is Adam's learning rate. Default 0.01.
-	LR float64 `yaml:"lr"`
+	// LR is Adam's learning rate, > 0. nil means DefaultLinearLR; 0 is an
+	// error, not the default.
+	LR *float64 `yaml:"lr"`
 	// WeightDecay is the L2 coefficient added to the gradient, ≥ 0; nil
 	// means 1e-4, 0 turns it off.
 	WeightDecay *float64 `yaml:"weight_decay"`
@@ -62,8 +63,8 @@ func (c LinearConfig) Validate() error {
 	if c.Iterations < 0 {
 		return &pipeline.FieldError{Field: "iterations", Msg: fmt.Sprintf("must be ≥ 1 (0: until converged), got %d", c.Iterations)}
 	}
-	if c.LR < 0 || math.IsNaN(c.LR) || math.IsInf(c.LR, 0) {
-		return &pipeline.FieldError{Field: "lr", Msg: fmt.Sprintf("must be a finite number > 0 (0: %g), got %v", DefaultLinearLR, c.LR)}
+	if lr := c.LR; lr != nil && !(*lr > 0 && !math.IsInf(*lr, 0)) {
+		return &pipeline.FieldError{Field: "lr", Msg: fmt.Sprintf("must be a finite number > 0 (leave it out for %g), got %v", DefaultLinearLR, *lr)}
 	}
 	if wd := c.WeightDecay; wd != nil && (*wd < 0 || math.IsNaN(*wd) || math.IsInf(*wd, 0)) {
 		return &pipeline.FieldError{Field: "weight_decay", Msg: fmt.Sprintf("must be a finite number ≥ 0, got %v", *wd)}
@@ -75,8 +76,8 @@ func (c LinearConfig) Validate() error {
 }
 
 func (c LinearConfig) withDefaults() LinearConfig {
-	if c.LR == 0 {
-		c.LR = DefaultLinearLR
+	if c.LR == nil {
+		c.LR = new(DefaultLinearLR)
 	}
 	if c.WeightDecay == nil {
 		wd := DefaultLinearWeightDecay
@@ -289,7 +290,7 @@ func Linear(train, test Features, cfg LinearConfig) (LinearResult, error) {
 			g += wd * params[i]
 			m1[i] = beta1*m1[i] + (1-beta1)*g
 			m2[i] = beta2*m2[i] + (1-beta2)*g*g
-			params[i] -= cfg.LR / bc1 * m1[i] / (math.Sqrt(m2[i])/math.Sqrt(bc2) + eps)
+			params[i] -= *cfg.LR / bc1 * m1[i] / (math.Sqrt(m2[i])/math.Sqrt(bc2) + eps)
 		}
 		sync32()
 	}

@@ -138,7 +138,8 @@ func TestLinearErrors(t *testing.T) {
 		mentioned string
 	}{
 		{"negative iterations", ok, ok, LinearConfig{Iterations: -1}, "iterations", ""},
-		{"NaN lr", ok, ok, LinearConfig{LR: math.NaN()}, "lr", ""},
+		{"NaN lr", ok, ok, LinearConfig{LR: new(math.NaN())}, "lr", ""},
+		{"zero lr", ok, ok, LinearConfig{LR: new(0.0)}, "lr", "got 0"},
 		{"negative weight decay", ok, ok, LinearConfig{WeightDecay: &neg}, "weight_decay", ""},
 		{"dimension mismatch", ok, Features{N: 1, D: 2, Data: []float32{1, 2}, Labels: []int64{0}}, LinearConfig{}, "", "dimensional"},
 		{"unlabeled", Features{N: 1, D: 1, Data: []float32{1}, Labels: []int64{-1}}, ok, LinearConfig{}, "", "no label"},

@@ -77,5 +77,7 @@
 // builds it. Each loss also has its own config (InfoNCEConfig,
 // NTXentConfig, SupConConfig). In all of them the zero value means the
 // defaults, and Validate returns a *pipeline.FieldError that names the
-// field.
+// field. The temperature is a pointer: nil (left out of the flow) means the
+// loss's default, and an explicit 0, like any temperature under
+// MinTemperature, is an error rather than the default.
 package loss

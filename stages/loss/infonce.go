@@ -10,8 +10,8 @@ import (
 // InfoNCEConfig configures InfoNCE. Its zero value is MoCo v2's T = 0.2.
 type InfoNCEConfig struct {
 	// Temperature divides the cosine similarities, ≥ MinTemperature.
-	// Default 0.2.
-	Temperature float64 `yaml:"temperature"`
+	// nil means the default, 0.2; 0 is an error.
+	Temperature *float64 `yaml:"temperature"`
 	// Workers is the number of goroutines a call may use, at most
 	// MaxWorkers. Default runtime.GOMAXPROCS(0) at construction. The
 	// results do not depend on it.
@@ -19,8 +19,8 @@ type InfoNCEConfig struct {
 }
 
 // Validate returns a *pipeline.FieldError naming "temperature" when it is
-// negative, not finite, or under MinTemperature, or "workers" when it is
-// out of range.
+// set but not a finite number ≥ MinTemperature (0 included), or
+// "workers" when it is out of range.
 func (c InfoNCEConfig) Validate() error {
 	if err := validateTemperature(c.Temperature); err != nil {
 		return err

@@ -120,26 +120,28 @@ const (
 // logits (cos/T) reach the thousands and the softmax is a hard max.
 const MinTemperature = 1e-4
 
-// validateTemperature returns a *pipeline.FieldError for t unless it is 0
-// (the default) or a finite number ≥ MinTemperature.
-func validateTemperature(t float64) error {
-	if t == 0 {
+// validateTemperature returns a *pipeline.FieldError for t unless it is nil
+// (the default) or a finite number ≥ MinTemperature. An explicit 0 is an
+// error like any other impossible value: a flow that writes
+// "temperature: 0" means something, and it is not the default.
+func validateTemperature(t *float64) error {
+	if t == nil {
 		return nil
 	}
-	if math.IsNaN(t) || math.IsInf(t, 0) || t < MinTemperature {
-		return fieldError("temperature", fmt.Sprintf("must be a finite number ≥ %g (0: the default), got %g", MinTemperature, t))
+	if v := *t; math.IsNaN(v) || math.IsInf(v, 0) || v < MinTemperature {
+		return fieldError("temperature", fmt.Sprintf("must be a finite number ≥ %g (leave it out for the loss's default), got %g", MinTemperature, v))
 	}
 	return nil
 }
 
 func fieldError(field, msg string) error { return &pipeline.FieldError{Field: field, Msg: msg} }
 
-// orDefault returns t, or def when t is 0.
-func orDefault(t, def float64) float64 {
-	if t == 0 {
+// orDefault returns *t, or def when t is nil.
+func orDefault(t *float64, def float64) float64 {
+	if t == nil {
 		return def
 	}
-	return t
+	return *t
 }
 
 // The names of the losses, as Config.Type and Loss.Name spell them.
@@ -156,10 +158,11 @@ type Config struct {
 	// "ntxent" (SimCLR) or "supcon" (supervised, needs labels). Default
 	// "infonce".
 	Type string `yaml:"type"`
-	// Temperature divides the cosine similarities, ≥ MinTemperature.
-	// Default: the loss's own, 0.2 for infonce, 0.5 for ntxent, 0.1 for
-	// supcon.
-	Temperature float64 `yaml:"temperature"`
+	// Temperature divides the cosine similarities, ≥ MinTemperature
+	// (in Go: new(0.07)). nil (the field left out) means the loss's own
+	// default: 0.2 for infonce, 0.5 for ntxent, 0.1 for supcon; 0 is an
+	// error.
+	Temperature *float64 `yaml:"temperature"`
 	// Workers is the number of goroutines a call may use, at most
 	// MaxWorkers. Default runtime.GOMAXPROCS(0) at New. The results do not
 	// depend on it.
@@ -192,6 +195,29 @@ func New(c Config) (Loss, error) {
 		return NewSupCon(SupConConfig{Temperature: c.Temperature, Workers: c.Workers})
 	}
 	return NewInfoNCE(InfoNCEConfig{Temperature: c.Temperature, Workers: c.Workers})
+}
+
+// MemoryBytes estimates what the loss of c keeps between calls for
+// batches of n samples with embeddings of d values (and, for infonce, a
+// queue of k keys), with the loss stage's own buffers (the gradient it
+// hands on, the alignment and uniformity scratch): InfoNCE about
+// 72·n·d + 4·n·k + 12·k·d bytes, NTXent and SupCon about 32·n² + 96·n·d,
+// quadratic in the batch size (the (2n)² float64 similarities).
+func (c Config) MemoryBytes(n, d, k int) int64 {
+	nf, df, kf := float64(n), float64(d), float64(k)
+	stage := 4 * (2*nf*df + 2*nf*df) // Outputs.Grad, AlignUniform's scratch
+	var v float64
+	switch c.Type {
+	case TypeNTXent, TypeSupCon:
+		m := 2 * nf
+		v = 8*(5*m*df+m*m+8*m) + stage
+	default:
+		v = 8*(6*nf*df+7*nf+kf*df+kf) + 4*(2*nf*df+nf*kf+kf*df) + stage
+	}
+	if v >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(v)
 }
 
 // SplitViews copies features laid out n×2×d (sample, view, dim), as

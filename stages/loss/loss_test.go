@@ -60,7 +60,7 @@ func randomInputs(seed uint64, n, d, kq int) loss.Inputs {
 //	loss = (4·L0 + 2·L1) / 6
 func TestSupConSingletonClass(t *testing.T) {
 	const temp = 0.5
-	l, err := loss.NewSupCon(loss.SupConConfig{Temperature: temp})
+	l, err := loss.NewSupCon(loss.SupConConfig{Temperature: new(temp)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,16 +213,16 @@ func TestValidate(t *testing.T) {
 		err   error
 		field string
 	}{
-		{"config negative", loss.Config{Temperature: -0.1}.Validate(), "temperature"},
-		{"config NaN", loss.Config{Temperature: math.NaN()}.Validate(), "temperature"},
-		{"config tiny", loss.Config{Type: "supcon", Temperature: 1e-9}.Validate(), "temperature"},
+		{"config negative", loss.Config{Temperature: new(-0.1)}.Validate(), "temperature"},
+		{"config NaN", loss.Config{Temperature: new(math.NaN())}.Validate(), "temperature"},
+		{"config tiny", loss.Config{Type: "supcon", Temperature: new(1e-9)}.Validate(), "temperature"},
 		{"config type", loss.Config{Type: "moco"}.Validate(), "type"},
-		{"infonce inf", loss.InfoNCEConfig{Temperature: math.Inf(1)}.Validate(), "temperature"},
-		{"ntxent negative", loss.NTXentConfig{Temperature: -1}.Validate(), "temperature"},
-		{"supcon negative", loss.SupConConfig{Temperature: -1}.Validate(), "temperature"},
+		{"infonce inf", loss.InfoNCEConfig{Temperature: new(math.Inf(1))}.Validate(), "temperature"},
+		{"ntxent negative", loss.NTXentConfig{Temperature: new(-1.0)}.Validate(), "temperature"},
+		{"supcon negative", loss.SupConConfig{Temperature: new(-1.0)}.Validate(), "temperature"},
 		{"config workers", loss.Config{Workers: -1}.Validate(), "workers"},
 		{"supcon workers", loss.SupConConfig{Workers: loss.MaxWorkers + 1}.Validate(), "workers"},
-		{"config ok", loss.Config{Type: "ntxent", Temperature: 0.07, Workers: 4}.Validate(), ""},
+		{"config ok", loss.Config{Type: "ntxent", Temperature: new(0.07), Workers: 4}.Validate(), ""},
 		{"zero ok", loss.Config{}.Validate(), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -238,8 +238,36 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
-	if _, err := loss.NewSupCon(loss.SupConConfig{Temperature: -1}); err == nil {
+	if _, err := loss.NewSupCon(loss.SupConConfig{Temperature: new(-1.0)}); err == nil {
 		t.Error("NewSupCon accepted a negative temperature")
+	}
+}
+
+// TestZeroTemperature: a temperature written as 0 is refused, naming the
+// field, by every config and constructor; only a temperature left out
+// (nil) means the default. (0 used to mean the default silently.)
+func TestZeroTemperature(t *testing.T) {
+	zero := new(0.0)
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"config", loss.Config{Temperature: zero}.Validate()},
+		{"config ntxent", loss.Config{Type: "ntxent", Temperature: zero}.Validate()},
+		{"infonce", loss.InfoNCEConfig{Temperature: zero}.Validate()},
+		{"ntxent", loss.NTXentConfig{Temperature: zero}.Validate()},
+		{"supcon", loss.SupConConfig{Temperature: zero}.Validate()},
+	} {
+		var fe *pipeline.FieldError
+		if !errors.As(tc.err, &fe) || fe.Field != "temperature" || !strings.Contains(fe.Msg, "got 0") {
+			t.Errorf("%s: temperature 0 gave %v, want a FieldError for temperature saying it got 0", tc.name, tc.err)
+		}
+	}
+	if l, err := loss.New(loss.Config{Type: "supcon", Temperature: zero}); err == nil {
+		t.Errorf("New built %s at T = %g from temperature 0", l.Name(), l.(interface{ Temperature() float64 }).Temperature())
+	}
+	if _, err := loss.NewInfoNCE(loss.InfoNCEConfig{Temperature: zero}); err == nil {
+		t.Error("NewInfoNCE accepted temperature 0")
 	}
 }
 
@@ -253,7 +281,7 @@ func TestNewDefaults(t *testing.T) {
 		{loss.Config{}, "infonce", 0.2},
 		{loss.Config{Type: "ntxent"}, "ntxent", 0.5},
 		{loss.Config{Type: "supcon"}, "supcon", 0.1},
-		{loss.Config{Type: "supcon", Temperature: 0.07}, "supcon", 0.07},
+		{loss.Config{Type: "supcon", Temperature: new(0.07)}, "supcon", 0.07},
 	} {
 		l := mustNew(t, tc.cfg)
 		if l.Name() != tc.name || l.(tempered).Temperature() != tc.temp {
@@ -301,10 +329,10 @@ func TestNTXentIsSupConOfDistinctLabels(t *testing.T) {
 		in.Labels[i] = int64(10 * i)
 	}
 	var a, b loss.Outputs
-	if err := mustNew(t, loss.Config{Type: "ntxent", Temperature: 0.3}).Compute(in, &a); err != nil {
+	if err := mustNew(t, loss.Config{Type: "ntxent", Temperature: new(0.3)}).Compute(in, &a); err != nil {
 		t.Fatal(err)
 	}
-	if err := mustNew(t, loss.Config{Type: "supcon", Temperature: 0.3}).Compute(in, &b); err != nil {
+	if err := mustNew(t, loss.Config{Type: "supcon", Temperature: new(0.3)}).Compute(in, &b); err != nil {
 		t.Fatal(err)
 	}
 	if a.Loss != b.Loss || relErr(a.Grad[0], b.Grad[0]) != 0 || relErr(a.Grad[1], b.Grad[1]) != 0 {

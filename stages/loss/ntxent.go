@@ -3,8 +3,8 @@ package loss
 // NTXentConfig configures NTXent. Its zero value is SimCLR's T = 0.5.
 type NTXentConfig struct {
 	// Temperature divides the cosine similarities, ≥ MinTemperature.
-	// Default 0.5.
-	Temperature float64 `yaml:"temperature"`
+	// nil means the default, 0.5; 0 is an error.
+	Temperature *float64 `yaml:"temperature"`
 	// Workers is the number of goroutines a call may use, at most
 	// MaxWorkers. Default runtime.GOMAXPROCS(0) at construction. The
 	// results do not depend on it.
@@ -12,8 +12,8 @@ type NTXentConfig struct {
 }
 
 // Validate returns a *pipeline.FieldError naming "temperature" when it is
-// negative, not finite, or under MinTemperature, or "workers" when it is
-// out of range.
+// set but not a finite number ≥ MinTemperature (0 included), or
+// "workers" when it is out of range.
 func (c NTXentConfig) Validate() error {
 	if err := validateTemperature(c.Temperature); err != nil {
 		return err

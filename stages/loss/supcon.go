@@ -5,8 +5,8 @@ import "fmt"
 // SupConConfig configures SupCon. Its zero value is T = 0.1.
 type SupConConfig struct {
 	// Temperature divides the cosine similarities, ≥ MinTemperature.
-	// Default 0.1.
-	Temperature float64 `yaml:"temperature"`
+	// nil means the default, 0.1; 0 is an error.
+	Temperature *float64 `yaml:"temperature"`
 	// Workers is the number of goroutines a call may use, at most
 	// MaxWorkers. Default runtime.GOMAXPROCS(0) at construction. The
 	// results do not depend on it.
@@ -14,8 +14,8 @@ type SupConConfig struct {
 }
 
 // Validate returns a *pipeline.FieldError naming "temperature" when it is
-// negative, not finite, or under MinTemperature, or "workers" when it is
-// out of range.
+// set but not a finite number ≥ MinTemperature (0 included), or
+// "workers" when it is out of range.
 func (c SupConConfig) Validate() error {
 	if err := validateTemperature(c.Temperature); err != nil {
 		return err

@@ -33,7 +33,7 @@ var _ Optimizer = (*AdamW)(nil)
 func newAdamW(c Config, params []*Param) *AdamW {
 	return &AdamW{
 		params: params, lens: lengths(params), m: newBufs(params), v: newBufs(params),
-		beta1: *c.Beta1, beta2: *c.Beta2, eps: c.Eps, wd: *c.WeightDecay,
+		beta1: *c.Beta1, beta2: *c.Beta2, eps: *c.Eps, wd: *c.WeightDecay,
 		exclude: *c.ExcludeBiasAndNorm,
 	}
 }

@@ -39,10 +39,12 @@ const (
 // decay 5e-4 on every parameter, cosine decay to 0 over the run, no
 // warm-up.
 //
-// A field whose default is not zero and for which zero is a meaningful
-// setting is a pointer: nil means the default, Float(0) (YAML: 0) turns it
-// off. A field that does not apply to the chosen optimizer must be left
-// unset; Validate names it otherwise.
+// A field whose default is not zero is a pointer, nil meaning the default.
+// Where zero is a meaningful setting, Float(0) (YAML: 0) turns it off
+// (momentum, weight_decay); where it is impossible (lr, trust_coefficient,
+// eps), 0 is an error like any other impossible value, never the default.
+// A field that does not apply to the chosen optimizer must be left unset;
+// Validate names it otherwise.
 //
 // LR is the learning rate as used, not per 256 samples: the reference
 // scales its 0.06 by batch/256, and so must whoever builds the Config for
@@ -51,8 +53,8 @@ type Config struct {
 	// Optimizer is "sgd" (default), "lars" or "adamw".
 	Optimizer string `yaml:"optimizer"`
 	// LR is the peak learning rate, > 0: the schedule's value after
-	// warm-up. Default: sgd 0.06, lars 0.3, adamw 0.001.
-	LR float64 `yaml:"lr"`
+	// warm-up. Default (nil): sgd 0.06, lars 0.3, adamw 0.001.
+	LR *float64 `yaml:"lr"`
 	// Momentum is the momentum factor of sgd and lars, in [0, 1).
 	// Default 0.9.
 	Momentum *float64 `yaml:"momentum"`
@@ -72,15 +74,15 @@ type Config struct {
 	// for lars (SimCLR, BYOL).
 	ExcludeBiasAndNorm *bool `yaml:"exclude_bias_and_norm"`
 	// TrustCoefficient is lars's η in the trust ratio η·‖p‖/‖g + wd·p‖,
-	// > 0. Default 0.001.
-	TrustCoefficient float64 `yaml:"trust_coefficient"`
+	// > 0. Default (nil) 0.001.
+	TrustCoefficient *float64 `yaml:"trust_coefficient"`
 	// Beta1 is adamw's decay of the first moment, in [0, 1). Default 0.9.
 	Beta1 *float64 `yaml:"beta1"`
 	// Beta2 is adamw's decay of the second moment, in [0, 1). Default
 	// 0.999.
 	Beta2 *float64 `yaml:"beta2"`
-	// Eps is adamw's ε, added to √v̂, > 0. Default 1e-8.
-	Eps float64 `yaml:"eps"`
+	// Eps is adamw's ε, added to √v̂, > 0. Default (nil) 1e-8.
+	Eps *float64 `yaml:"eps"`
 	// Schedule is the learning-rate schedule. Default: cosine decay to 0
 	// over the run, no warm-up.
 	Schedule ScheduleConfig `yaml:"schedule"`
@@ -105,8 +107,8 @@ func (c Config) Validate() error {
 	default:
 		return &pipeline.FieldError{Field: "optimizer", Msg: fmt.Sprintf("must be %q, %q or %q, got %q", SGDName, LARSName, AdamWName, c.Optimizer)}
 	}
-	if !finite(c.LR) || c.LR < 0 {
-		return &pipeline.FieldError{Field: "lr", Msg: fmt.Sprintf("must be a finite number > 0 (0: the optimizer's default), got %v", c.LR)}
+	if c.LR != nil && !(finite(*c.LR) && *c.LR > 0) {
+		return &pipeline.FieldError{Field: "lr", Msg: fmt.Sprintf("must be a finite number > 0 (leave it out for the optimizer's default), got %v", *c.LR)}
 	}
 	notFor := func(field, applies string) error {
 		return &pipeline.FieldError{Field: field, Msg: fmt.Sprintf("applies to %s only, not to %s", applies, kind)}
@@ -146,12 +148,12 @@ func (c Config) Validate() error {
 	if c.WeightDecay != nil && (!finite(*c.WeightDecay) || *c.WeightDecay < 0) {
 		return &pipeline.FieldError{Field: "weight_decay", Msg: fmt.Sprintf("must be a finite number ≥ 0, got %v", *c.WeightDecay)}
 	}
-	if c.TrustCoefficient != 0 {
+	if c.TrustCoefficient != nil {
 		if kind != LARSName {
 			return notFor("trust_coefficient", "lars")
 		}
-		if !finite(c.TrustCoefficient) || c.TrustCoefficient < 0 {
-			return &pipeline.FieldError{Field: "trust_coefficient", Msg: fmt.Sprintf("must be a finite number > 0, got %v", c.TrustCoefficient)}
+		if v := *c.TrustCoefficient; !(finite(v) && v > 0) {
+			return &pipeline.FieldError{Field: "trust_coefficient", Msg: fmt.Sprintf("must be a finite number > 0 (leave it out for %g), got %v", DefaultLARSTrustCoefficient, v)}
 		}
 	}
 	for _, b := range []struct {
@@ -168,18 +170,18 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	if c.Eps != 0 {
+	if c.Eps != nil {
 		if kind != AdamWName {
 			return notFor("eps", "adamw")
 		}
-		if !finite(c.Eps) || c.Eps < 0 {
-			return &pipeline.FieldError{Field: "eps", Msg: fmt.Sprintf("must be a finite number > 0, got %v", c.Eps)}
+		if v := *c.Eps; !(finite(v) && v > 0) {
+			return &pipeline.FieldError{Field: "eps", Msg: fmt.Sprintf("must be a finite number > 0 (leave it out for %g), got %v", DefaultAdamWEps, v)}
 		}
 	}
 	if err := c.Schedule.Validate(); err != nil {
 		return prefixField("schedule", err)
 	}
-	if lr := c.WithDefaults().LR; c.Schedule.FinalLR > lr {
+	if lr := *c.WithDefaults().LR; c.Schedule.FinalLR > lr {
 		return &pipeline.FieldError{Field: "schedule.final_lr", Msg: fmt.Sprintf("must not exceed lr (%v), got %v", lr, c.Schedule.FinalLR)}
 	}
 	return nil
@@ -200,44 +202,51 @@ func (c Config) WithDefaults() Config {
 	}
 	switch c.Optimizer {
 	case SGDName:
-		if c.LR == 0 {
-			c.LR = DefaultSGDLR
-		}
+		c.LR = orF(c.LR, DefaultSGDLR)
 		c.Momentum = orF(c.Momentum, DefaultSGDMomentum)
 		c.WeightDecay = orF(c.WeightDecay, DefaultSGDWeightDecay)
 		if c.ExcludeBiasAndNorm == nil {
 			c.ExcludeBiasAndNorm = Bool(false)
 		}
 	case LARSName:
-		if c.LR == 0 {
-			c.LR = DefaultLARSLR
-		}
+		c.LR = orF(c.LR, DefaultLARSLR)
 		c.Momentum = orF(c.Momentum, DefaultLARSMomentum)
 		c.WeightDecay = orF(c.WeightDecay, DefaultLARSWeightDecay)
 		if c.ExcludeBiasAndNorm == nil {
 			c.ExcludeBiasAndNorm = Bool(true)
 		}
-		if c.TrustCoefficient == 0 {
-			c.TrustCoefficient = DefaultLARSTrustCoefficient
-		}
+		c.TrustCoefficient = orF(c.TrustCoefficient, DefaultLARSTrustCoefficient)
 	case AdamWName:
-		if c.LR == 0 {
-			c.LR = DefaultAdamWLR
-		}
+		c.LR = orF(c.LR, DefaultAdamWLR)
 		c.WeightDecay = orF(c.WeightDecay, DefaultAdamWWeightDecay)
 		if c.ExcludeBiasAndNorm == nil {
 			c.ExcludeBiasAndNorm = Bool(false)
 		}
 		c.Beta1 = orF(c.Beta1, DefaultAdamWBeta1)
 		c.Beta2 = orF(c.Beta2, DefaultAdamWBeta2)
-		if c.Eps == 0 {
-			c.Eps = DefaultAdamWEps
-		}
+		c.Eps = orF(c.Eps, DefaultAdamWEps)
 	}
 	if c.Schedule.Kind == "" {
 		c.Schedule.Kind = Cosine
 	}
 	return c
+}
+
+// StateValues is the number of float32 values of state that New allocates
+// for params parameter values, and that Optimizer.State copies: one
+// buffer per parameter for sgd with momentum > 0 and for lars, two for
+// adamw (its moments).
+func (c Config) StateValues(params int64) int64 {
+	c = c.WithDefaults()
+	switch c.Optimizer {
+	case AdamWName:
+		return 2 * params
+	case SGDName:
+		if *c.Momentum == 0 {
+			return 0
+		}
+	}
+	return params
 }
 
 // Optimizer updates a fixed list of Params in place from their gradients.
@@ -291,7 +300,7 @@ func (c Config) NewSchedule(total int) (*Schedule, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("optim: %w", err)
 	}
-	s, err := newSchedule(c.Schedule, c.WithDefaults().LR, total)
+	s, err := newSchedule(c.Schedule, *c.WithDefaults().LR, total)
 	if err != nil {
 		return nil, fmt.Errorf("optim: %w", prefixField("schedule", err))
 	}

@@ -36,7 +36,7 @@ var _ Optimizer = (*LARS)(nil)
 func newLARS(c Config, params []*Param) *LARS {
 	return &LARS{
 		params: params, lens: lengths(params), v: newBufs(params),
-		momentum: *c.Momentum, wd: *c.WeightDecay, eta: c.TrustCoefficient,
+		momentum: *c.Momentum, wd: *c.WeightDecay, eta: *c.TrustCoefficient,
 		nesterov: c.Nesterov, exclude: *c.ExcludeBiasAndNorm,
 	}
 }

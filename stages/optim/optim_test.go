@@ -88,23 +88,23 @@ func TestSGD(t *testing.T) {
 		want  [3][2]float64
 		torch bool
 	}{
-		{"momentum", Config{LR: testLR, Momentum: Float(0.9), WeightDecay: Float(0.01)},
+		{"momentum", Config{LR: Float(testLR), Momentum: Float(0.9), WeightDecay: Float(0.01)},
 			[3][2]float64{{0.949, -1.898}, {0.877151, -1.854302}, {0.911609749, -2.013119498}}, false},
-		{"nesterov", Config{LR: testLR, Momentum: Float(0.9), WeightDecay: Float(0.01), Nesterov: true},
+		{"nesterov", Config{LR: Float(testLR), Momentum: Float(0.9), WeightDecay: Float(0.01), Nesterov: true},
 			[3][2]float64{{0.9031, -1.8062}, {0.81257411, -1.81514822}, {0.942869708191, -2.15637841638}}, false},
-		{"dampening", Config{LR: testLR, Momentum: Float(0.9), Dampening: 0.1, WeightDecay: Float(0.01)},
+		{"dampening", Config{LR: Float(testLR), Momentum: Float(0.9), Dampening: 0.1, WeightDecay: Float(0.01)},
 			[3][2]float64{{0.949, -1.898}, {0.8797459, -1.8494918}, {0.90662543869, -1.98416987738}}, false},
 		// μ = 0: p = p − lr·(g + wd·p); step 1: 1 − 0.1·0.51 = 0.949.
-		{"no momentum", Config{LR: testLR, Momentum: Float(0), WeightDecay: Float(0.01)},
+		{"no momentum", Config{LR: Float(testLR), Momentum: Float(0), WeightDecay: Float(0.01)},
 			[3][2]float64{{0.949, -1.898}, {0.923051, -1.946102}, {1.022127949, -2.144155898}}, false},
 		// Printed by torch 1.13 (/usr/bin/python3 on this machine):
 		//   p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
 		//   o = torch.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True)
 		//   for g in grads: p.grad = torch.tensor(g); o.step(); print(p)
-		{"torch nesterov", Config{LR: testLR, Momentum: Float(0.9), WeightDecay: Float(0.01), Nesterov: true},
+		{"torch nesterov", Config{LR: Float(testLR), Momentum: Float(0.9), WeightDecay: Float(0.01), Nesterov: true},
 			[3][2]float64{{0.903100014, -1.80620003}, {0.812574148, -1.81514823}, {0.942869723, -2.15637851}}, true},
 		// The same with momentum=0.9, dampening=0.1, nesterov=False.
-		{"torch dampening", Config{LR: testLR, Momentum: Float(0.9), Dampening: 0.1, WeightDecay: Float(0.01)},
+		{"torch dampening", Config{LR: Float(testLR), Momentum: Float(0.9), Dampening: 0.1, WeightDecay: Float(0.01)},
 			[3][2]float64{{0.949000001, -1.898}, {0.879745901, -1.84949183}, {0.90662545, -1.98416996}}, true},
 	}
 	for _, tt := range tests {
@@ -127,7 +127,7 @@ func TestLARS(t *testing.T) {
 	// (0.01, −0.02) = v; plain: p = (0.99, −1.98); Nesterov: p = p −
 	// (0.009, −0.018) − (0.01, −0.02) = (0.981, −1.962). The rest in
 	// float64 by the same formula.
-	cfg := Config{Optimizer: LARSName, LR: testLR, Momentum: Float(0.9), WeightDecay: Float(0.01), TrustCoefficient: 0.1}
+	cfg := Config{Optimizer: LARSName, LR: Float(testLR), Momentum: Float(0.9), WeightDecay: Float(0.01), TrustCoefficient: Float(0.1)}
 	t.Run("momentum", func(t *testing.T) {
 		check(t, run(t, cfg, "w", false),
 			[3][2]float64{{0.99, -1.98}, {0.970463016105, -1.9814684866}, {0.962748479811, -2.00252358272}}, tolHand)
@@ -150,7 +150,7 @@ func TestLARS(t *testing.T) {
 	t.Run("zero param", func(t *testing.T) {
 		// ‖p‖ = 0: trust 1, so the first step is p = −lr·g.
 		p := &Param{Name: "w", Data: []float32{0, 0}, Grad: []float32{1, -2}}
-		o, err := New(Config{Optimizer: LARSName, LR: testLR, Momentum: Float(0.9), WeightDecay: Float(0.01)}, []*Param{p})
+		o, err := New(Config{Optimizer: LARSName, LR: Float(testLR), Momentum: Float(0.9), WeightDecay: Float(0.01)}, []*Param{p})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +168,7 @@ func TestAdamW(t *testing.T) {
 	// (0.999, −1.998); m̂ = g, v̂ = g², so the step is lr·g/(|g| + ε) ≈
 	// lr·sign(g): p = (0.899, −1.898) (to 1e-8). The rest in float64 by
 	// the same formula.
-	cfg := Config{Optimizer: AdamWName, LR: testLR, WeightDecay: Float(0.01)}
+	cfg := Config{Optimizer: AdamWName, LR: Float(testLR), WeightDecay: Float(0.01)}
 	t.Run("hand", func(t *testing.T) {
 		check(t, run(t, cfg, "w", false),
 			[3][2]float64{{0.899000002, -1.898000001}, {0.804883040475, -1.86946829737}, {0.824713859843, -1.91333200773}}, tolHand)
@@ -191,9 +191,9 @@ func TestWeightDecayExclusion(t *testing.T) {
 	noDecayAdamW := [3][2]float64{{0.900000002, -1.900000001}, {0.806782040477, -1.87336629737}, {0.827417742885, -1.91909947603}}
 	decayAdamW := [3][2]float64{{0.899000002, -1.898000001}, {0.804883040475, -1.86946829737}, {0.824713859843, -1.91333200773}}
 	decayLARS := [3][2]float64{{0.99, -1.98}, {0.970463016105, -1.9814684866}, {0.962748479811, -2.00252358272}}
-	sgd := Config{LR: testLR, Momentum: Float(0.9), WeightDecay: Float(0.01)}
-	adamw := Config{Optimizer: AdamWName, LR: testLR, WeightDecay: Float(0.01)}
-	lars := Config{Optimizer: LARSName, LR: testLR, Momentum: Float(0.9), WeightDecay: Float(0.01), TrustCoefficient: 0.1}
+	sgd := Config{LR: Float(testLR), Momentum: Float(0.9), WeightDecay: Float(0.01)}
+	adamw := Config{Optimizer: AdamWName, LR: Float(testLR), WeightDecay: Float(0.01)}
+	lars := Config{Optimizer: LARSName, LR: Float(testLR), Momentum: Float(0.9), WeightDecay: Float(0.01), TrustCoefficient: Float(0.1)}
 	on := func(c Config) Config { c.ExcludeBiasAndNorm = Bool(true); return c }
 	off := func(c Config) Config { c.ExcludeBiasAndNorm = Bool(false); return c }
 	tests := []struct {

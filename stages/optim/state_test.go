@@ -171,3 +171,27 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("Load with a queue entry: %v", err)
 	}
 }
+
+// TestStateValues: StateValues counts the buffers New allocates, the
+// values State copies (less the step count).
+func TestStateValues(t *testing.T) {
+	for name, cfg := range stateConfigs {
+		params := testParams(3, 17)
+		o, err := New(cfg, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n, held int64
+		for _, p := range params {
+			n += int64(len(p.Data))
+		}
+		for k, v := range o.State() {
+			if k != StateStep {
+				held += int64(len(v))
+			}
+		}
+		if got := cfg.StateValues(n); got != held {
+			t.Errorf("%s: StateValues(%d) = %d, State holds %d", name, n, got, held)
+		}
+	}
+}

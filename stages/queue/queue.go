@@ -79,6 +79,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// MemoryBytes is what New allocates for c: 4·K·D bytes, the keys.
+func (c Config) MemoryBytes() int64 {
+	k, d := c.sizes()
+	return 4 * int64(k) * int64(d)
+}
+
 func (c Config) sizes() (k, d int) {
 	k, d = c.Size, c.Dim
 	if k == 0 {

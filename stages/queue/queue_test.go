@@ -253,3 +253,16 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryBytes: what a queue of the config holds, defaults included.
+func TestMemoryBytes(t *testing.T) {
+	for _, c := range []Config{{}, {Size: 50, Dim: 16}, {Size: 7}} {
+		q, err := New(c, rand.NewPCG(1, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := c.MemoryBytes(), int64(4*len(q.Keys())); got != want {
+			t.Errorf("%+v: MemoryBytes = %d, the queue holds %d bytes", c, got, want)
+		}
+	}
+}
