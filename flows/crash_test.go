@@ -29,9 +29,10 @@ import (
 // bytes, metrics and kNN records as a run that was never killed.
 
 const (
-	crashChildEnv = "CONTRASTREAM_CRASH_CHILD" // the run folder a child trains in
-	crashKills    = 50                         // kills at least, over all chains
-	crashSteps    = 8 * stepsPerEpoch          // steps of the run
+	crashChildEnv   = "CONTRASTREAM_CRASH_CHILD" // the run folder a child trains in
+	crashKills      = 50                         // kills at least, over all chains
+	crashSteps      = 8 * stepsPerEpoch          // steps of the run
+	crashChainKills = 15                         // kills at most in one chain
 )
 
 // crashSets is the flow the children train: 8 epochs of 5 steps, a
@@ -117,13 +118,20 @@ func TestCrashAnywhere(t *testing.T) {
 		chains++
 		dir := t.TempDir()
 		last := int64(-1) // the step of the newest checkpoint seen
-		for {
+		for n := 0; ; n++ {
+			before := leftovers(dir)
 			cmd := crashChild(t, dir)
 			exited := make(chan error, 1)
 			go func() { exited <- cmd.Wait() }()
 			// Kill at a random moment of the first third of a whole run,
-			// start-up included.
-			timer := time.NewTimer(time.Duration(rng.Int64N(int64(span / 3))))
+			// start-up included; after crashChainKills kills, let the
+			// chain finish (on a slow machine a third of a run may not
+			// reach the end).
+			wait := time.Duration(rng.Int64N(int64(span / 3)))
+			if n >= crashChainKills {
+				wait = 10 * span
+			}
+			timer := time.NewTimer(wait)
 			var err error
 			killed := false
 			select {
@@ -141,7 +149,7 @@ func TestCrashAnywhere(t *testing.T) {
 				break // the run is done
 			}
 			kills++
-			if writing(dir) {
+			if writing(dir, before) {
 				inWrite++
 			}
 			ck, err := sinks.ReadCheckpoint(filepath.Join(dir, "checkpoint"))
@@ -169,12 +177,25 @@ func TestCrashAnywhere(t *testing.T) {
 	}
 }
 
-// writing reports whether a checkpoint write was under way in dir: its
-// temporary folder or the old checkpoint is there.
-func writing(dir string) bool {
+// leftovers lists what checkpoint writes left in dir: temporary folders
+// and the old checkpoint.
+func leftovers(dir string) map[string]bool {
+	found := map[string]bool{}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), ".checkpoint.new-") || e.Name() == "checkpoint.old" {
+			found[e.Name()] = true
+		}
+	}
+	return found
+}
+
+// writing reports whether the child killed in dir was writing a
+// checkpoint: a temporary folder or an old checkpoint that was not there
+// before it started.
+func writing(dir string, before map[string]bool) bool {
+	for name := range leftovers(dir) {
+		if !before[name] {
 			return true
 		}
 	}

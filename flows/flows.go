@@ -139,13 +139,15 @@ func Prepare(spec *pipeline.Spec, opts pipeline.Options, jo JobOptions) (*Job, e
 	}
 	rf := &runFiles{dir: jo.RunDir}
 	if jo.Resume != nil && jo.ResumeFrom != "" {
-		from := filepath.Clean(jo.ResumeFrom)
-		if rf.dir == "" {
-			rf.dir = filepath.Dir(from)
+		from, run, err := resumeRunDir(spec, jo.ResumeFrom)
+		if err != nil {
+			return nil, err
 		}
-		if sameFolder(filepath.Dir(from), rf.dir) {
-			rf.ckptAt = from
+		if rf.dir != "" && !sameFolder(rf.dir, run) {
+			return nil, fmt.Errorf("resume: the checkpoint %s is of the run folder %s, and a resume writes there, not to %s: leave out the run folder (--out), or start a new run there from its weights (--init-from)",
+				jo.ResumeFrom, run, rf.dir)
 		}
+		rf.dir, rf.ckptAt = run, from
 	}
 	env.Shared[sharedRun] = rf
 	if jo.MaxSteps < 0 {
@@ -290,13 +292,16 @@ func (j *Job) claimRunDir() (unlock func(), err error) {
 	if err := checkFreshRun(rf, j.jo); err != nil { // again, under the lock
 		return nil, err
 	}
-	if j.jo.Force && j.jo.Resume == nil {
-		if err := rf.removeRunFiles(); err != nil {
-			return nil, err
-		}
-	}
 	ck := j.jo.Resume
 	if ck == nil {
+		if j.jo.Force {
+			if err := rf.removeRunFiles(); err != nil {
+				return nil, err
+			}
+		}
+		if err := rf.writeMarker(j.Spec.Name); err != nil {
+			return nil, err
+		}
 		return unlock, nil
 	}
 	if ml, ok := j.env.Shared[sharedMetrics].(*metricsLog); ok {
@@ -324,11 +329,17 @@ func (j *Job) claimRunDir() (unlock func(), err error) {
 // checkFreshRun refuses a new run in a folder that holds another run,
 // unless jo.Force says to replace it.
 func checkFreshRun(rf *runFiles, jo JobOptions) error {
-	if jo.Force || rf.dir == "" || (jo.Resume != nil && (jo.ResumeFrom == "" || rf.ckptAt != "")) {
+	if jo.Force || rf.dir == "" || jo.Resume != nil {
 		return nil
 	}
 	if found := rf.existing(); len(found) > 0 {
-		hint := "continue it with --resume " + rf.checkpointDir() + ", "
+		hint := ""
+		if ck := rf.checkpointDir(); ck != "" {
+			if old := rf.marker(); old != nil && old.Checkpoint != "" {
+				ck = filepath.Join(rf.dir, old.Checkpoint)
+			}
+			hint = "continue it with --resume " + ck + ", "
+		}
 		return fmt.Errorf("%w: %s holds %s: %schoose another --out, or pass --force to replace that run",
 			ErrRunExists, rf.dir, strings.Join(found, ", "), hint)
 	}
@@ -389,10 +400,18 @@ func (j *Job) Run(ctx context.Context) error {
 	steps := j.Steps()
 	finished := steps >= j.Plan.Steps() || (ctl.maxSteps > 0 && steps >= ctl.maxSteps)
 	interrupted := ctx.Err() != nil && err == nil && !finished
-	if dir := j.CheckpointDir(); dir != "" && err == nil {
+	// A kNN evaluation cut short by an interruption leaves the last
+	// checkpoint where it is: one past it would lose that evaluation's
+	// weights for good, and the resume takes those steps again.
+	mon, _ := j.env.Shared[sharedMonitor].(*monitor)
+	cut := mon != nil && !mon.settled(steps)
+	if dir := j.CheckpointDir(); dir != "" && err == nil && !cut {
 		if cerr := saveCheckpoint(j.env, dir, nil); cerr != nil {
 			return fmt.Errorf("checkpoint: %w", cerr)
 		}
+	}
+	if interrupted && cut {
+		return fmt.Errorf("interrupted after step %d of %d, during a kNN evaluation; the last checkpoint stays as it was: %w", steps, j.Plan.Steps(), ctx.Err())
 	}
 	if interrupted {
 		return fmt.Errorf("interrupted after step %d of %d: %w", steps, j.Plan.Steps(), ctx.Err())

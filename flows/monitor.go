@@ -175,7 +175,7 @@ func (m *monitor) capture(steps int64, w *encode.Weights) {
 }
 
 // settled reports whether every evaluation of a step before steps has
-// its record written (or was abandoned).
+// its record written.
 func (m *monitor) settled(steps int64) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -245,11 +245,15 @@ func (m *monitor) stage() pipeline.Stage {
 				}
 			}()
 		}
+		// An evaluation abandoned by an interruption stays open (see
+		// settled): the run's last checkpoint must not pass it.
 		judge := func(steps int64) error {
 			w := m.take(steps)
-			defer m.close(steps)
-			if w == nil || ectx.Err() != nil {
+			if w == nil {
 				return nil
+			}
+			if ectx.Err() != nil {
+				return nil // interrupted: no record
 			}
 			rec, err := m.evaluate(ectx, data, w, steps)
 			if err != nil {
@@ -258,6 +262,7 @@ func (m *monitor) stage() pipeline.Stage {
 				}
 				return fmt.Errorf("knn monitor after step %d: %w", steps, err)
 			}
+			defer m.close(steps)
 			m.last.Store(&rec)
 			if log == nil {
 				return nil

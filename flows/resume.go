@@ -2,6 +2,7 @@ package flows
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,7 +90,8 @@ func reconcileJSONL(path string, keep func(int64) bool, add []jsonlLine) ([]json
 		buf.WriteByte('\n')
 	}
 	tmp := path + ".resume-tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+	if err := writeSynced(tmp, buf.Bytes()); err != nil {
+		os.Remove(tmp)
 		return nil, err
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -142,43 +144,35 @@ func reconcileEval(path string, steps int64) (has bool, err error) {
 	return has, nil
 }
 
-// removeRunFiles removes the files of an earlier run in the run folder
-// (--force): the metrics, summary and kNN files, and the checkpoint
-// folder and its .old, each only if it holds nothing but checkpoint
-// files. Nothing else is touched.
+// removeRunFiles removes the files of the earlier run in the run folder
+// (--force): those its run.json names (or, from before run.json, this
+// flow's names), and the checkpoint folder and its .old, each only if it
+// holds nothing but checkpoint files. Nothing else is touched.
 func (r *runFiles) removeRunFiles() error {
-	if ck := r.checkpointDir(); ck != "" {
-		for _, dir := range []string{ck, ck + ".old"} {
-			if err := removeCheckpointDir(dir); err != nil {
-				return err
-			}
+	old := r.marker()
+	ckpt, files := r.checkpointDir(), r.files
+	if old != nil {
+		ckpt, files = "", old.Files
+		if old.Checkpoint != "" {
+			ckpt = filepath.Join(r.dir, old.Checkpoint)
 		}
 	}
-	for _, f := range r.files {
+	for _, f := range files {
+		if localPath(f) != nil {
+			return fmt.Errorf("%s names %q, not a file of the run folder: remove the old run by hand", filepath.Join(r.dir, runMarker), f)
+		}
+	}
+	if ckpt != "" {
+		if err := sinks.RemoveCheckpoint(ckpt); err != nil {
+			return err
+		}
+	}
+	for _, f := range append(files, runMarker) {
 		if err := os.Remove(filepath.Join(r.dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
 	return nil
-}
-
-// removeCheckpointDir removes dir if it holds checkpoint files only.
-func removeCheckpointDir(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		switch e.Name() {
-		case sinks.ModelFile, sinks.StateFile, sinks.InfoFile:
-		default:
-			return fmt.Errorf("%s holds %s, which is not a checkpoint file: move it away, or choose another run folder", dir, e.Name())
-		}
-	}
-	return os.RemoveAll(dir)
 }
 
 // checkSameFlow refuses to resume ck under a spec whose training state
@@ -236,14 +230,14 @@ func flowIdentity(spec *pipeline.Spec) identity {
 	for _, s := range spec.Stages {
 		switch c := s.Config.(type) {
 		case *encode.StageConfig:
-			cfg := c.Config
+			cfg := c.Config.WithDefaults()
 			id.encoder, id.keyEncoder = &cfg, c.KeyEncoder
 		case *queue.Config:
-			id.queue, id.queueSize, id.queueDim = true, c.Size, c.Dim
+			id.queue, id.queueSize, id.queueDim = true, cmp.Or(c.Size, queue.DefaultSize), cmp.Or(c.Dim, queue.DefaultDim)
 		case *loss.Config:
-			id.loss = c.Type
+			id.loss = cmp.Or(c.Type, loss.TypeInfoNCE)
 		case *optim.Config:
-			id.optimizer = c.Optimizer
+			id.optimizer = c.WithDefaults().Optimizer
 		}
 	}
 	return id
@@ -278,4 +272,21 @@ func describeQueue(id identity) string {
 		return "none"
 	}
 	return fmt.Sprintf("size %d, dim %d", id.queueSize, id.queueDim)
+}
+
+// writeSynced writes b to path and fsyncs it.
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -8,12 +9,60 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/contrastream/contrastream/pipeline"
 )
 
 // A run folder holds one training run: its checkpoint folder, its metrics
 // and its kNN results. A flow writes nowhere else, and removes nothing but
 // what a run writes: runFiles checks every path the sinks name, before
 // anything is written, and claims the folder for one process (lockRunDir).
+
+// runMarker is the file that marks a folder as a run folder: which flow
+// ran there and which files and checkpoint folder are that run's, so that
+// a later run sees the folder is taken whatever names its own sinks use,
+// and --force removes exactly the old run's files.
+const runMarker = "run.json"
+
+// runRecord is run.json.
+type runRecord struct {
+	Flow    string    `json:"flow"`
+	Started time.Time `json:"started"`
+	// Checkpoint is the checkpoint folder and Files the files the run
+	// writes, relative to the run folder.
+	Checkpoint string   `json:"checkpoint,omitempty"`
+	Files      []string `json:"files"`
+}
+
+// marker reads the run folder's run.json, or returns nil.
+func (r *runFiles) marker() *runRecord {
+	b, err := os.ReadFile(filepath.Join(r.dir, runMarker))
+	if err != nil {
+		return nil
+	}
+	var rec runRecord
+	if json.Unmarshal(b, &rec) != nil {
+		return nil
+	}
+	return &rec
+}
+
+// writeMarker writes run.json for a new run of flow.
+func (r *runFiles) writeMarker(flow string) error {
+	rec := runRecord{Flow: flow, Started: time.Now().UTC(), Files: r.files}
+	if ck := r.checkpointDir(); ck != "" {
+		rel, err := filepath.Rel(r.dir, ck)
+		if err != nil {
+			return err
+		}
+		rec.Checkpoint = rel
+	}
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(r.dir, runMarker), append(b, '\n'), 0o644)
+}
 
 // runFiles collects the paths a training flow's sinks write, relative to
 // the run folder, as the sinks are built; check then vets them together.
@@ -68,6 +117,9 @@ func (r *runFiles) check() error {
 	}
 	seen := map[string]bool{}
 	for _, f := range r.files {
+		if f == runMarker {
+			return fmt.Errorf("run folder: %s is the run folder's own record: name the sink's file otherwise", filepath.Join(r.dir, f))
+		}
 		if seen[f] {
 			return fmt.Errorf("run folder: two sinks write %s", filepath.Join(r.dir, f))
 		}
@@ -173,21 +225,35 @@ func reverse(s []string) []string {
 	return r
 }
 
-// existing lists the run's files and folders that exist, as paths.
+// existing lists the files and folders of a run that exist in the run
+// folder, as paths: run.json and those it names, and those of this flow.
 func (r *runFiles) existing() []string {
 	if r.dir == "" {
 		return nil
 	}
 	var paths []string
-	if ck := r.checkpointDir(); ck != "" {
-		paths = append(paths, ck, ck+".old")
+	add := func(ck string, files []string) {
+		if ck != "" {
+			paths = append(paths, ck, ck+".old")
+		}
+		for _, f := range files {
+			paths = append(paths, filepath.Join(r.dir, f))
+		}
 	}
-	for _, f := range r.files {
-		paths = append(paths, filepath.Join(r.dir, f))
+	paths = append(paths, filepath.Join(r.dir, runMarker))
+	if old := r.marker(); old != nil {
+		ck := ""
+		if old.Checkpoint != "" {
+			ck = filepath.Join(r.dir, old.Checkpoint)
+		}
+		add(ck, old.Files)
 	}
+	add(r.checkpointDir(), r.files)
 	var found []string
+	seen := map[string]bool{}
 	for _, p := range paths {
-		if _, err := os.Lstat(p); err == nil {
+		if _, err := os.Lstat(p); err == nil && !seen[p] {
+			seen[p] = true
 			found = append(found, p)
 		}
 	}
@@ -200,12 +266,22 @@ var ErrRunExists = errors.New("the run folder already holds a run")
 
 // NewRunDir makes a new, empty run folder parent/NAME-TIME for a run of
 // flow name started at t, adding -2, -3… when one of that name exists
-// (two runs started in the same second), and returns its path.
+// (two runs started in the same second), and returns its path. Characters
+// of name other than letters, digits, '-', '_' and '.' become '_'.
 func NewRunDir(parent, name string, t time.Time) (string, error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", err
 	}
-	base := filepath.Join(parent, name+"-"+t.Format("20060102-150405"))
+	safe := []rune(name)
+	for i, c := range safe { // a flow's name, not a path
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' && i > 0) {
+			safe[i] = '_'
+		}
+	}
+	if len(safe) == 0 {
+		safe = []rune("run")
+	}
+	base := filepath.Join(parent, string(safe)+"-"+t.Format("20060102-150405"))
 	for i := 1; i < 1000; i++ {
 		dir := base
 		if i > 1 {
@@ -220,4 +296,31 @@ func NewRunDir(parent, name string, t time.Time) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no free run folder name like %s", base)
+}
+
+// resumeRunDir returns the checkpoint folder from (made absolute when it
+// is "." or leads out of the working folder) and the run folder it
+// belongs to: the folder above the flow's checkpoint dir when from ends
+// with it (dir: ck/latest), else from's parent (a checkpoint copied to
+// models/best).
+func resumeRunDir(spec *pipeline.Spec, from string) (ckpt, run string, err error) {
+	ckpt = filepath.Clean(from)
+	if !filepath.IsAbs(ckpt) && (ckpt == "." || !filepath.IsLocal(ckpt)) {
+		if ckpt, err = filepath.Abs(ckpt); err != nil {
+			return "", "", err
+		}
+	}
+	rel := "checkpoint"
+	for _, s := range spec.Sinks {
+		if c, ok := s.Config.(*CheckpointConfig); ok && c.Dir != "" {
+			rel = filepath.Clean(c.Dir)
+		}
+	}
+	if run, ok := strings.CutSuffix(ckpt, string(filepath.Separator)+rel); ok && run != "" {
+		return ckpt, run, nil
+	}
+	if ckpt == rel { // a relative --resume checkpoint
+		return ckpt, ".", nil
+	}
+	return ckpt, filepath.Dir(ckpt), nil
 }

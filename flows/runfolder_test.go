@@ -201,6 +201,11 @@ func TestNewRunDir(t *testing.T) {
 	if !seen[filepath.Join(parent, "moco-20261207-180000")] || !seen[filepath.Join(parent, "moco-20261207-180000-3")] {
 		t.Errorf("folders %v", seen)
 	}
+	// A flow's name is not a path.
+	d, err := flows.NewRunDir(parent, "../../x", at)
+	if err != nil || filepath.Dir(d) != parent {
+		t.Errorf("NewRunDir(%q, \"../../x\") = %q, %v; want a folder in %s", parent, d, err, parent)
+	}
 }
 
 // TestNonFiniteWeightsAreNeverSaved: with a huge learning rate the
@@ -211,7 +216,7 @@ func TestNonFiniteWeightsAreNeverSaved(t *testing.T) {
 	job := prepare(t, "moco", tinySets("moco", "stages.optimize.lr=1e6", "sinks.checkpoint.every=1", "epochs=4"), flows.JobOptions{RunDir: dir})
 	err := job.Run(context.Background())
 	if err == nil {
-		t.Skip("lr 1e6 trained 4 epochs without diverging")
+		t.Fatal("lr 1e6 trained 4 epochs without diverging")
 	}
 	good := job.Steps()
 	// The running variances reach +Inf while the loss is still finite.
@@ -413,4 +418,121 @@ func TestResumeRefusesAnotherFlow(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestResumeFindsItsRunFolder: the run folder of a checkpoint in a nested
+// dir (sinks.checkpoint.dir=ck/latest), or named ".", is the one above the
+// flow's checkpoint dir; a resume writing elsewhere is refused.
+func TestResumeFindsItsRunFolder(t *testing.T) {
+	sets := tinySets("moco", "epochs=2", "sinks.checkpoint.dir=ck/latest")
+	run := t.TempDir()
+	ckDir := filepath.Join(run, "ck", "latest")
+	if err := prepare(t, "moco", sets, flows.JobOptions{RunDir: run, MaxSteps: 3}).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := flows.Load("moco", sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck := readCheckpoint(t, ckDir)
+	if _, err := flows.Prepare(spec, pipeline.Options{}, flows.JobOptions{RunDir: t.TempDir(), Resume: ck, ResumeFrom: ckDir}); err == nil || !strings.Contains(err.Error(), "--init-from") {
+		t.Errorf("a resume into another folder: %v, want a refusal", err)
+	}
+	// --resume . from inside the checkpoint folder.
+	wd, _ := os.Getwd()
+	if err := os.Chdir(ckDir); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chdir(wd)
+	job, err := flows.Prepare(spec, pipeline.Options{}, flows.JobOptions{Resume: ck, ResumeFrom: ".", MaxSteps: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	os.Chdir(wd)
+	if got := readCheckpoint(t, ckDir); got.Info.Step != 6 {
+		t.Errorf("checkpoint at step %d, want 6", got.Info.Step)
+	}
+	checkSteps(t, readMetrics(t, filepath.Join(run, "metrics.jsonl")), 6)
+	for _, stray := range []string{filepath.Join(run, "ck", "metrics.jsonl"), filepath.Join(ckDir, "metrics.jsonl")} {
+		if _, err := os.Stat(stray); err == nil {
+			t.Errorf("the resume wrote %s", stray)
+		}
+	}
+}
+
+// TestInterruptDuringKNN: Ctrl-C while the kNN monitor evaluates an
+// epoch's end leaves the checkpoint of that epoch's end (a later one
+// would lose the evaluation's weights for good); the resume evaluates it
+// and each step and evaluation is logged once.
+func TestInterruptDuringKNN(t *testing.T) {
+	// The whole test split as queries: an evaluation takes many steps.
+	sets := tinySets("moco", "epochs=2", "sinks.checkpoint.every=1", "sinks.knn.every=1",
+		"sinks.knn.train={path: builtin:train, shards: 8}", "sinks.knn.test={path: builtin:test, shards: 2}")
+	dir := t.TempDir()
+	job := prepare(t, "moco", sets, flows.JobOptions{RunDir: dir})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for job.Steps() < stepsPerEpoch+1 && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	err := job.Run(ctx)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want an interruption", err)
+	}
+	if !strings.Contains(err.Error(), "kNN evaluation") {
+		t.Skipf("the evaluation ended before the interruption: %v", err)
+	}
+	ck := readCheckpoint(t, filepath.Join(dir, "checkpoint"))
+	if ck.Info.Step != stepsPerEpoch {
+		t.Fatalf("checkpoint at step %d, want the epoch's end %d", ck.Info.Step, stepsPerEpoch)
+	}
+	if err := prepare(t, "moco", sets, flows.JobOptions{RunDir: dir, Resume: ck}).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkSteps(t, readMetrics(t, filepath.Join(dir, "metrics.jsonl")), 2*stepsPerEpoch)
+	ev := readEval(t, filepath.Join(dir, "eval.jsonl"))
+	if len(ev) != 2 || ev[0].Step != stepsPerEpoch || ev[1].Step != 2*stepsPerEpoch {
+		t.Errorf("kNN records %+v, want one per epoch", ev)
+	}
+}
+
+// TestRunFolderOfAnotherShape: run.json marks the folder whatever the
+// sinks' file names, and --force removes the old run's files by it.
+func TestRunFolderOfAnotherShape(t *testing.T) {
+	dir := t.TempDir()
+	intact := userFiles(t, dir)
+	if err := prepare(t, "moco", tinySets("moco", "sinks.checkpoint.dir=ck", "sinks.metrics.file=log.jsonl"), flows.JobOptions{RunDir: dir, MaxSteps: 1}).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := flows.Load("moco", tinySets("moco"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = flows.Prepare(spec, pipeline.Options{}, flows.JobOptions{RunDir: dir})
+	if !errors.Is(err, flows.ErrRunExists) || !strings.Contains(err.Error(), "--resume "+filepath.Join(dir, "ck")) {
+		t.Fatalf("a run with other file names: %v, want ErrRunExists naming its checkpoint", err)
+	}
+	if err := prepare(t, "moco", tinySets("moco"), flows.JobOptions{RunDir: dir, MaxSteps: 1, Force: true}).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range []string{"ck", "log.jsonl", "log.summary.json"} {
+		if _, err := os.Stat(filepath.Join(dir, gone)); err == nil {
+			t.Errorf("--force left the old run's %s", gone)
+		}
+	}
+	var rec struct {
+		Flow  string
+		Files []string
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "run.json"))
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Flow != "moco" || len(rec.Files) == 0 {
+		t.Errorf("run.json %s: %v", b, err)
+	}
+	intact()
 }

@@ -358,6 +358,9 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 			if err := finiteWeights(pool); err != nil {
 				return false, err // the last checkpoint stays the last good one
 			}
+			if name, i, v, bad := optim.NonFinite(opt); bad {
+				return false, fmt.Errorf("the optimizer's %s[%d] is %v: the training diverged (lower the learning rate)", name, i, v)
+			}
 			ctl.steps.Store(steps)
 			if mon, ok := env.Shared[sharedMonitor].(*monitor); ok {
 				mon.capture(steps, pool.Weights())

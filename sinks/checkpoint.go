@@ -398,3 +398,23 @@ func testDelay() {
 		time.Sleep(d)
 	}
 }
+
+// RemoveCheckpoint removes the checkpoint folder dir and its dir.old, each
+// only if it holds nothing but the files WriteCheckpoint writes (plain
+// files, no sub-folders); otherwise it removes nothing and returns an
+// error naming the folder and the foreign entry. A missing folder is not
+// an error.
+func RemoveCheckpoint(dir string) error {
+	dir = filepath.Clean(dir)
+	for _, d := range []string{dir, dir + ".old"} {
+		if _, err := ownFolder(d, false); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{dir, dir + ".old"} {
+		if err := os.RemoveAll(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}

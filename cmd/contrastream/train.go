@@ -134,7 +134,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "; knn top-1 %.4f after epoch %d (k=%d, T=%g, %d queries; eval.jsonl)", e.KNNTop1, e.Epoch, e.K, e.T, e.NTest)
 		}
 		fmt.Fprintf(stdout, "\nrun folder: %s\n", sinks.Printable(*out))
-		if dir := job.CheckpointDir(); dir != "" && (err == nil || errors.Is(err, context.Canceled)) {
+		if dir := job.CheckpointDir(); dir != "" && (err == nil || errors.Is(err, context.Canceled)) && hasCheckpoint(dir) {
 			fmt.Fprintf(stdout, "checkpoint: %s (continue with --resume %s)\n", sinks.Printable(dir), sinks.Printable(dir))
 		}
 	} else if err == nil {
@@ -188,4 +188,15 @@ func startCPUProfile(path string) (stop func(), err error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// hasCheckpoint reports whether dir (or, after a crash between two
+// renames, dir.old) holds a checkpoint's state.json.
+func hasCheckpoint(dir string) bool {
+	for _, d := range []string{dir, dir + ".old"} {
+		if _, err := os.Stat(filepath.Join(d, sinks.InfoFile)); err == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -129,6 +129,10 @@ func (c Config) Validate() error {
 }
 
 // withDefaults returns c with its zero fields replaced by their defaults.
+// WithDefaults returns c with every default filled in (as the encoder is
+// built), so that two configs can be compared.
+func (c Config) WithDefaults() Config { return c.withDefaults() }
+
 func (c Config) withDefaults() Config {
 	if c.Arch == "" {
 		c.Arch = DefaultArch

@@ -93,13 +93,13 @@ func (o *LARS) Steps() int { return o.t }
 func (o *LARS) Params() []*Param { return o.params }
 
 // State returns the step count and "optim.momentum.<name>" for every param.
-func (o *LARS) State() map[string][]float32 {
-	return saveState(o.t, o.params, []bufSet{{StateMomentum, o.v}})
-}
+func (o *LARS) State() map[string][]float32 { return saveState(o.t, o.params, o.sets()) }
+
+func (o *LARS) sets() []bufSet { return []bufSet{{StateMomentum, o.v}} }
 
 // Load restores a State.
 func (o *LARS) Load(state map[string][]float32) error {
-	t, err := loadState(state, o.params, []bufSet{{StateMomentum, o.v}}, LARSName)
+	t, err := loadState(state, o.params, o.sets(), LARSName)
 	if err != nil {
 		return err
 	}

@@ -114,3 +114,25 @@ func loadState(st map[string][]float32, params []*Param, sets []bufSet, kind str
 	}
 	return step, nil
 }
+
+// NonFinite finds the first NaN or ±Inf in opt's state (its moment
+// buffers) and returns its name as State would give it and its index; ok
+// is false when all are finite. It allocates nothing: the training step
+// calls it after every update.
+func NonFinite(opt Optimizer) (name string, i int, v float32, ok bool) {
+	o, has := opt.(interface{ sets() []bufSet })
+	if !has {
+		return "", 0, 0, false
+	}
+	params := opt.Params()
+	for _, s := range o.sets() {
+		for j, buf := range s.bufs {
+			for k, x := range buf {
+				if x-x != 0 { // NaN - NaN and Inf - Inf are NaN; a finite x gives 0
+					return s.prefix + params[j].Name, k, x, true
+				}
+			}
+		}
+	}
+	return "", 0, 0, false
+}

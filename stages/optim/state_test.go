@@ -195,3 +195,38 @@ func TestStateValues(t *testing.T) {
 		}
 	}
 }
+
+// TestNonFinite: an infinite gradient (an overflow in the backward pass)
+// puts a non-finite value in every optimizer's moments; NonFinite finds
+// it by State's name, and finds nothing in a healthy state.
+func TestNonFinite(t *testing.T) {
+	for name, cfg := range stateConfigs {
+		t.Run(name, func(t *testing.T) {
+			ps := testParams(3, 17)
+			o, err := New(cfg, ps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stepGrads(ps, 0)
+			o.Step(0.01)
+			if n, i, v, ok := NonFinite(o); ok {
+				t.Fatalf("healthy state: %s[%d] = %v", n, i, v)
+			}
+			ps[1].Grad[5] = float32(math.Inf(1))
+			o.Step(0.01)
+			n, i, v, ok := NonFinite(o)
+			if name == "sgd-plain" { // no state to go wrong
+				if ok {
+					t.Errorf("SGD without momentum: %s[%d] = %v", n, i, v)
+				}
+				return
+			}
+			if !ok || i != 5 || !strings.HasSuffix(n, ps[1].Name) || !math.IsInf(float64(v), 0) && !math.IsNaN(float64(v)) {
+				t.Fatalf("NonFinite = %s[%d] = %v, %v; want %s's element 5", n, i, v, ok, ps[1].Name)
+			}
+			if _, in := o.State()[n]; !in {
+				t.Errorf("%s is not a State name", n)
+			}
+		})
+	}
+}
