@@ -454,6 +454,32 @@ func (c *checkpointer) save(env pipeline.BuildEnv, ml *metricsLog) error {
 	return nil
 }
 
+// nonFinite returns the index of the first NaN or ±Inf in v. It sums
+// v[i]−v[i] in four lanes (0 for a finite value, NaN otherwise), which the
+// CPU pipelines, and looks for the index only when a lane is not 0.
+func nonFinite(v []float32) (int, bool) {
+	var a0, a1, a2, a3 float32
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		a0 += v[i] - v[i]
+		a1 += v[i+1] - v[i+1]
+		a2 += v[i+2] - v[i+2]
+		a3 += v[i+3] - v[i+3]
+	}
+	for ; i < len(v); i++ {
+		a0 += v[i] - v[i]
+	}
+	if a0 == 0 && a1 == 0 && a2 == 0 && a3 == 0 {
+		return 0, false
+	}
+	for i, x := range v {
+		if x-x != 0 { // NaN - NaN and Inf - Inf are NaN; a finite x gives 0
+			return i, true
+		}
+	}
+	return 0, false
+}
+
 // finiteWeights checks that the encoder's (and the key encoder's)
 // parameters and BatchNorm statistics are finite after a step.
 func finiteWeights(pool *encode.Pool) error {
@@ -463,14 +489,12 @@ func finiteWeights(pool *encode.Pool) error {
 		}
 		for _, set := range [][]*encode.Tensor{w.Params, w.Buffers} {
 			for _, t := range set {
-				for i, v := range t.Data {
-					if v-v != 0 { // NaN - NaN and Inf - Inf are NaN; a finite v gives 0
-						who := "the encoder"
-						if w == pool.KeyWeights() {
-							who = "the key encoder"
-						}
-						return fmt.Errorf("%s's %s[%d] is %v: the weights diverged (lower the learning rate)", who, t.Name, i, v)
+				if i, ok := nonFinite(t.Data); ok {
+					who := "the encoder"
+					if w == pool.KeyWeights() {
+						who = "the key encoder"
 					}
+					return fmt.Errorf("%s's %s[%d] is %v: the weights diverged (lower the learning rate)", who, t.Name, i, t.Data[i])
 				}
 			}
 		}
