@@ -90,7 +90,7 @@ func reconcileJSONL(path string, keep func(int64) bool, add []jsonlLine) ([]json
 		buf.WriteByte('\n')
 	}
 	tmp := path + ".resume-tmp"
-	if err := writeSynced(tmp, buf.Bytes()); err != nil {
+	if err := sinks.WriteFileSync(tmp, buf.Bytes()); err != nil {
 		os.Remove(tmp)
 		return nil, err
 	}
@@ -274,19 +274,3 @@ func describeQueue(id identity) string {
 	return fmt.Sprintf("size %d, dim %d", id.queueSize, id.queueDim)
 }
 
-// writeSynced writes b to path and fsyncs it.
-func writeSynced(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}

@@ -136,7 +136,7 @@ func WriteCheckpoint(dir string, c Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(tmp, InfoFile), append(info, '\n')); err != nil {
+	if err := WriteFileSync(filepath.Join(tmp, InfoFile), append(info, '\n')); err != nil {
 		return err
 	}
 	testDelay()
@@ -278,7 +278,10 @@ func checkFinite(tensors map[string]safetensors.Tensor) error {
 	return nil
 }
 
-func writeFileSync(path string, b []byte) error {
+// WriteFileSync writes b to path (created or truncated, mode 0644) and
+// fsyncs it before closing, so that it survives a power loss once
+// renamed into place.
+func WriteFileSync(path string, b []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
