@@ -273,4 +273,3 @@ func describeQueue(id identity) string {
 	}
 	return fmt.Sprintf("size %d, dim %d", id.queueSize, id.queueDim)
 }
-
