@@ -85,20 +85,20 @@ type JobOptions struct {
 	// the optimizer, the key encoder and the queue are restored, and the
 	// data continue at the epoch and position where it stopped.
 	Resume *sinks.Checkpoint
-	// ResumeFrom is the folder Resume was read from. When it lies in
-	// RunDir (RunDir "" means its parent), the run goes on there and its
-	// checkpoints replace that folder, whatever the flow's checkpoint dir
-	// says; when RunDir is another folder, the run goes on in that one,
-	// which must not hold a run (see Force).
+	// ResumeFrom is the folder Resume was read from. The run goes on in
+	// the run folder it belongs to (the folder above the flow's checkpoint
+	// dir, or its parent), and its checkpoints replace that folder: a
+	// resume writes nowhere else. RunDir may be left out; a RunDir that
+	// names another folder is an error.
 	ResumeFrom string
 	// InitFrom, when set, starts a new run (step 0, a fresh optimizer and
 	// queue) from this checkpoint's encoder weights: the way to go on with
 	// another flow's weights. It excludes Resume.
 	InitFrom *sinks.Checkpoint
 	// Force lets a new run (not a resume) take a run folder that holds
-	// another run: that run's metrics, kNN records and checkpoint are
-	// removed when the job starts. Without it, Prepare refuses such a
-	// folder (ErrRunExists).
+	// another run: the files that run's run.json names and its checkpoint
+	// are removed when the job starts, nothing else. Without it, Prepare
+	// refuses such a folder (ErrRunExists).
 	Force bool
 	// MaxSteps, when > 0, ends training once that many steps are taken in
 	// all (a resumed checkpoint's included), as if the flow had ended
@@ -309,18 +309,14 @@ func (j *Job) claimRunDir() (unlock func(), err error) {
 			return nil, err
 		}
 	}
-	if m, ok := j.env.Shared[sharedMonitor].(*monitor); ok && m.path != "" && m.due(ck.Info.Step) {
+	if m, ok := j.env.Shared[sharedMonitor].(*monitor); ok && m.path != "" {
 		has, err := reconcileEval(m.path, ck.Info.Step)
 		if err != nil {
 			return nil, err
 		}
-		if !has {
+		if !has && m.due(ck.Info.Step) { // the checkpoint's own epoch end
 			m.first = ck.Info.Step
 			m.capture(ck.Info.Step, j.Encoder().Weights())
-		}
-	} else if ok && m.path != "" {
-		if _, err := reconcileEval(m.path, ck.Info.Step); err != nil {
-			return nil, err
 		}
 	}
 	return unlock, nil
