@@ -179,50 +179,41 @@ func resolveExisting(path string) (string, error) {
 		if path, err = filepath.Abs(path); err != nil {
 			return "", err
 		}
-		var rest []string
+		var rest []string // what does not exist, in order
 		p := path
 		for {
 			fi, err := os.Lstat(p)
-			if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-				if _, err := filepath.EvalSymlinks(p); err != nil {
-					// A dangling link: follow it by hand.
-					target, err := os.Readlink(p)
-					if err != nil {
-						return "", err
-					}
-					if !filepath.IsAbs(target) {
-						target = filepath.Join(filepath.Dir(p), target)
-					}
-					path = filepath.Join(append([]string{target}, reverse(rest)...)...)
-					break
+			if errors.Is(err, fs.ErrNotExist) {
+				if filepath.Dir(p) == p {
+					return path, nil
 				}
+				rest = append([]string{filepath.Base(p)}, rest...)
+				p = filepath.Dir(p)
+				continue
 			}
-			if err == nil {
-				r, err := filepath.EvalSymlinks(p)
-				if err != nil {
-					return "", err
-				}
-				return filepath.Join(append([]string{r}, reverse(rest)...)...), nil
-			}
-			if !errors.Is(err, fs.ErrNotExist) {
+			if err != nil {
 				return "", err
 			}
-			if filepath.Dir(p) == p {
-				return path, nil
+			r, err := filepath.EvalSymlinks(p)
+			if err == nil {
+				return filepath.Join(append([]string{r}, rest...)...), nil
 			}
-			rest = append(rest, filepath.Base(p))
-			p = filepath.Dir(p)
+			if fi.Mode()&fs.ModeSymlink == 0 || !errors.Is(err, fs.ErrNotExist) {
+				return "", err
+			}
+			// A dangling link: follow it by hand, and resolve again.
+			target, err := os.Readlink(p)
+			if err != nil {
+				return "", err
+			}
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(filepath.Dir(p), target)
+			}
+			path = filepath.Join(append([]string{target}, rest...)...)
+			break
 		}
 	}
 	return "", fmt.Errorf("%s: too many levels of symbolic links", path)
-}
-
-func reverse(s []string) []string {
-	r := make([]string, len(s))
-	for i, v := range s {
-		r[len(s)-1-i] = v
-	}
-	return r
 }
 
 // existing lists the files and folders of a run that exist in the run

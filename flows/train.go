@@ -362,10 +362,10 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 				return false, fmt.Errorf("the optimizer's %s[%d] is %v: the training diverged (lower the learning rate)", name, i, v)
 			}
 			ctl.steps.Store(steps)
-			if mon, ok := env.Shared[sharedMonitor].(*monitor); ok {
+			mon, _ := env.Shared[sharedMonitor].(*monitor)
+			if mon != nil {
 				mon.capture(steps, pool.Weights())
 			}
-
 			stop := ctl.maxSteps > 0 && steps >= ctl.maxSteps
 			if ck, _ := env.Shared[sharedCkpt].(*checkpointer); ck != nil {
 				ml, _ := env.Shared[sharedMetrics].(*metricsLog)
@@ -375,7 +375,6 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 				// from the step before and takes the last step again.
 				// A checkpoint also waits for the kNN records of earlier
 				// steps: their weights are gone once it replaces the last.
-				mon, _ := env.Shared[sharedMonitor].(*monitor)
 				settled := mon == nil || mon.settled(steps)
 				if last := stop || steps >= plan.Steps(); !last && settled && ck.due(steps) {
 					if err := ck.save(env, ml); err != nil {
