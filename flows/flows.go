@@ -117,7 +117,7 @@ type Job struct {
 	Spec *pipeline.Spec
 	Flow *pipeline.Flow
 	Plan Plan
-	env  pipeline.BuildEnv
+	t    *parts
 	jo   JobOptions
 	run  *runFiles
 	last atomic.Pointer[pipeline.StepMetrics]
@@ -133,7 +133,7 @@ func Prepare(spec *pipeline.Spec, opts pipeline.Options, jo JobOptions) (*Job, e
 		return nil, err
 	}
 	env := spec.Env()
-	env.Shared[sharedPlan], env.Shared[sharedSpec] = plan, spec
+	t := &parts{plan: plan, spec: spec, seed: env.Seed}
 	if jo.Resume != nil && jo.InitFrom != nil {
 		return nil, errors.New("resume or start from a checkpoint's weights, not both")
 	}
@@ -149,7 +149,7 @@ func Prepare(spec *pipeline.Spec, opts pipeline.Options, jo JobOptions) (*Job, e
 		}
 		rf.dir, rf.ckptAt = run, from
 	}
-	env.Shared[sharedRun] = rf
+	t.run = rf
 	if jo.MaxSteps < 0 {
 		return nil, fmt.Errorf("max steps %d is negative", jo.MaxSteps)
 	}
@@ -168,35 +168,40 @@ func Prepare(spec *pipeline.Spec, opts pipeline.Options, jo JobOptions) (*Job, e
 		if err := checkSameFlow(spec, jo.Resume); err != nil {
 			return nil, err
 		}
-		env.Shared[sharedResume] = jo.Resume
+		t.resume = jo.Resume
 	}
-	if jo.InitFrom != nil {
-		env.Shared[sharedInit] = jo.InitFrom
-	}
-	env.Shared[sharedControl] = newControl(jo.MaxSteps, done)
-	stages, err := spec.Build(nil, env)
+	t.init = jo.InitFrom
+	t.control = newControl(jo.MaxSteps, done)
+	reg, err := pipeline.DefaultRegistry.With(flowKinds(t)...)
 	if err != nil {
-		closeEncoder(env)
 		return nil, err
 	}
-	if _, ok := env.Shared[sharedEncoder].(*encode.Pool); ok && env.Shared[sharedOptim] == nil {
-		closeEncoder(env)
+	stages, err := spec.Build(reg, env)
+	if err != nil {
+		t.close()
+		return nil, err
+	}
+	if t.encoder != nil && t.opt == nil {
+		t.close()
 		return nil, fmt.Errorf("flow %q: an encode stage needs an optimize stage after it (the encoder runs the next batch once the optimizer has stepped)", spec.Name)
 	}
 	if err := rf.check(); err != nil {
-		closeEncoder(env)
+		t.close()
 		return nil, err
 	}
 	if err := checkFreshRun(rf, jo); err != nil {
-		closeEncoder(env)
+		t.close()
 		return nil, err
 	}
 	opts.MaxBadSamples = spec.MaxBadSamples
 	f := pipeline.New(opts)
-	j := &Job{Spec: spec, Flow: f, Plan: plan, env: env, jo: jo, run: rf, onStep: jo.onStep}
+	j := &Job{Spec: spec, Flow: f, Plan: plan, t: t, jo: jo, run: rf, onStep: jo.onStep}
 	var sinkStages []pipeline.NamedStage
 	for _, s := range stages {
 		if s.Role == pipeline.RoleSink {
+			if w, ok := s.Stage.(pipeline.StateWanter); ok {
+				t.wanters = append(t.wanters, w)
+			}
 			sinkStages = append(sinkStages, s)
 			continue
 		}
@@ -238,7 +243,7 @@ func (j *Job) report(ctx context.Context, in *pipeline.Inbox, out *pipeline.Outb
 func (j *Job) Last() *pipeline.StepMetrics { return j.last.Load() }
 
 // Trains reports whether the job trains an encoder.
-func (j *Job) Trains() bool { return j.env.Shared[sharedOptim] != nil }
+func (j *Job) Trains() bool { return j.t.trains() }
 
 // Steps is the number of optimizer steps taken so far, a resumed
 // checkpoint's included (0 for a flow that does not train). It is safe to
@@ -250,23 +255,12 @@ func (j *Job) Steps() int64 {
 	return j.control().steps.Load()
 }
 
-func (j *Job) control() *control {
-	c, _ := j.env.Shared[sharedControl].(*control)
-	return c
-}
-
-// closeEncoder releases the encoder's replicas, if the flow built one.
-func closeEncoder(env pipeline.BuildEnv) {
-	if p, ok := env.Shared[sharedEncoder].(*encode.Pool); ok {
-		p.Close()
-	}
-}
+func (j *Job) control() *control { return j.t.control }
 
 // Encoder is the job's encoder, or nil. Once Run has returned its replicas
 // are closed; its Weights stay valid (the trained encoder).
 func (j *Job) Encoder() *encode.Pool {
-	p, _ := j.env.Shared[sharedEncoder].(*encode.Pool)
-	return p
+	return j.t.encoder
 }
 
 // claimRunDir makes the run folder, locks it for this process, and makes
@@ -304,19 +298,19 @@ func (j *Job) claimRunDir() (unlock func(), err error) {
 		}
 		return unlock, nil
 	}
-	if ml, ok := j.env.Shared[sharedMetrics].(*metricsLog); ok {
+	if ml := j.t.metrics; ml != nil {
 		if ml.prior, err = reconcileMetrics(ml.path, ck); err != nil {
 			return nil, err
 		}
 	}
-	if m, ok := j.env.Shared[sharedMonitor].(*monitor); ok && m.path != "" {
+	if m := j.t.monitor; m != nil && m.path != "" {
 		has, err := reconcileEval(m.path, ck.Info.Step)
 		if err != nil {
 			return nil, err
 		}
 		if !has && m.due(ck.Info.Step) { // the checkpoint's own epoch end
-			m.first = ck.Info.Step
-			m.capture(ck.Info.Step, j.Encoder().Weights())
+			m.first, m.firstW = ck.Info.Step, j.Encoder().Weights().Clone()
+			m.wants(ck.Info.Step) // open until its record is written
 		}
 	}
 	return unlock, nil
@@ -357,7 +351,7 @@ func (j *Job) RunDir() string { return j.run.dir }
 
 // CheckpointDir is where the job's checkpoint sink writes, or "".
 func (j *Job) CheckpointDir() string {
-	if ck, ok := j.env.Shared[sharedCkpt].(*checkpointer); ok && ck.dir != "" {
+	if ck := j.t.ckpt; ck != nil && ck.dir != "" {
 		return ck.dir
 	}
 	return ""
@@ -377,7 +371,7 @@ func (j *Job) Run(ctx context.Context) error {
 	if !j.Trains() {
 		return j.Flow.Run(ctx)
 	}
-	defer closeEncoder(j.env)
+	defer j.t.close()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("training not started: %w", err)
 	}
@@ -399,10 +393,16 @@ func (j *Job) Run(ctx context.Context) error {
 	// A kNN evaluation cut short by an interruption leaves the last
 	// checkpoint where it is: one past it would lose that evaluation's
 	// weights for good, and the resume takes those steps again.
-	mon, _ := j.env.Shared[sharedMonitor].(*monitor)
+	mon := j.t.monitor
 	cut := mon != nil && !mon.settled(steps)
-	if dir := j.CheckpointDir(); dir != "" && err == nil && !cut {
-		if cerr := saveCheckpoint(j.env, dir, nil); cerr != nil {
+	if ck := j.t.ckpt; ck != nil && (err != nil || cut) {
+		// A good state the sink had no time to write, before a failure.
+		if ferr := ck.flush(); ferr != nil && err == nil {
+			err = fmt.Errorf("checkpoint: %w", ferr)
+		}
+	}
+	if j.CheckpointDir() != "" && err == nil && !cut {
+		if cerr := j.t.ckpt.save(j.t.state()); cerr != nil {
 			return fmt.Errorf("checkpoint: %w", cerr)
 		}
 	}

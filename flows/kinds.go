@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/contrastream/contrastream/pipeline"
-	"github.com/contrastream/contrastream/sinks"
 	"github.com/contrastream/contrastream/sources"
 	"github.com/contrastream/contrastream/stages/augment"
 	"github.com/contrastream/contrastream/stages/collate"
@@ -59,8 +58,20 @@ func (c DatasetConfig) stream(seed int64, epochs int) sources.StreamConfig {
 type discardConfig struct{}
 
 // Register adds contrastream's stage kinds to reg. The package registers
-// them in pipeline.DefaultRegistry when it is imported.
+// them in pipeline.DefaultRegistry when it is imported. A training flow
+// is built by Prepare with these kinds bound to its own typed parts (see
+// parts); built from reg, a training kind reports that it needs Prepare.
 func Register(reg *pipeline.Registry) error {
+	for _, k := range flowKinds(nil) {
+		if err := reg.Register(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flowKinds are the kinds of this package, bound to t (nil: unbound).
+func flowKinds(t *parts) []pipeline.Kind {
 	var kinds []pipeline.Kind
 	for _, k := range []pipeline.Kind{
 		{
@@ -74,7 +85,7 @@ func Register(reg *pipeline.Registry) error {
 					return nil, err
 				}
 				sc := c.stream(env.Seed, env.Epochs)
-				if ck, _ := env.Shared[sharedResume].(*sinks.Checkpoint); ck != nil {
+				if ck := t.resumed(); ck != nil {
 					sc.StartEpoch, sc.Offset = ck.Info.Epoch, ck.Info.Offset
 				}
 				return closing{sources.NewStage(ds, sc), ds}, nil
@@ -115,12 +126,7 @@ func Register(reg *pipeline.Registry) error {
 	} {
 		kinds = append(kinds, k)
 	}
-	for _, k := range append(append(kinds, trainingKinds()...), repeatKind()) {
-		if err := reg.Register(k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return append(append(kinds, trainingKinds(t)...), repeatKind())
 }
 
 func init() {

@@ -13,15 +13,12 @@ import (
 	"time"
 
 	"github.com/contrastream/contrastream/pipeline"
+	"github.com/contrastream/contrastream/sinks/safetensors"
 	"github.com/contrastream/contrastream/sources"
 	"github.com/contrastream/contrastream/stages/augment"
 	"github.com/contrastream/contrastream/stages/encode"
 	"github.com/contrastream/contrastream/stages/eval"
 )
-
-// sharedMonitor is the name under which the knn sink shares its *monitor
-// (BuildEnv.Shared), for the optimize stage and the Job.
-const sharedMonitor = "monitor"
 
 // EvalData names a labeled dataset that an evaluation reads whole (or one
 // shard of), in Index order.
@@ -124,8 +121,8 @@ type EvalRecord struct {
 	Seconds float64 `json:"seconds"`
 }
 
-// monitor is the knn sink's state: the snapshots the optimize stage takes
-// at epoch ends, until the sink evaluates them.
+// monitor is the knn sink: it evaluates the copies of the weights that
+// it asks the optimize stage for at the epoch ends it judges.
 type monitor struct {
 	every, epochs int
 	batches       int64 // steps an epoch
@@ -135,18 +132,21 @@ type monitor struct {
 	streams       [2]sources.StreamConfig
 	path          string // "" writes no file
 	stop          <-chan struct{}
+	// like is a copy of the encoder as built: the shape that a step's
+	// state is loaded into.
+	like *encode.Weights
 
-	// first, when > 0, is a resumed run's step whose snapshot is
-	// evaluated before any step is taken: the checkpoint ended an epoch
-	// that eval.jsonl has no record of (the process ended between the
-	// two).
-	first int64
+	// first, when > 0, is a resumed run's step whose weights (firstW)
+	// are evaluated before any step is taken: the checkpoint ended an
+	// epoch that eval.jsonl has no record of (the process ended between
+	// the two).
+	first  int64
+	firstW *encode.Weights
 
-	mu    sync.Mutex
-	snaps map[int64]*encode.Weights // by steps taken
-	// open are the steps captured whose record is not yet written: a
-	// checkpoint past one of them waits (see settled), since the weights
-	// it judges would be lost with a crash.
+	mu sync.Mutex
+	// open are the steps whose state the monitor asked for and whose
+	// record is not yet written: a checkpoint past one of them waits (see
+	// settled), since the weights it judges would be lost with a crash.
 	open map[int64]bool
 	last atomic.Pointer[EvalRecord]
 }
@@ -160,18 +160,17 @@ func (m *monitor) due(steps int64) bool {
 	return e%m.every == 0 || e == m.epochs
 }
 
-// capture keeps a copy of w (parameters and running statistics) when
-// steps ends an epoch that the monitor evaluates. The optimize stage calls
-// it between steps, once the weights are those of the step.
-func (m *monitor) capture(steps int64, w *encode.Weights) {
+// wants reports whether the monitor evaluates the state after steps
+// steps, and if so marks that evaluation open. The optimize stage calls it
+// between steps.
+func (m *monitor) wants(steps int64) bool {
 	if !m.due(steps) {
-		return
+		return false
 	}
-	c := w.Clone()
 	m.mu.Lock()
-	m.snaps[steps] = c
 	m.open[steps] = true
 	m.mu.Unlock()
+	return true
 }
 
 // settled reports whether every evaluation of a step before steps has
@@ -194,12 +193,13 @@ func (m *monitor) close(steps int64) {
 	m.mu.Unlock()
 }
 
-func (m *monitor) take(steps int64) *encode.Weights {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	w := m.snaps[steps]
-	delete(m.snaps, steps)
-	return w
+// weights returns the encoder of a step's state.
+func (m *monitor) weights(s *pipeline.StepState) (*encode.Weights, error) {
+	w := m.like.Clone()
+	if err := w.Load(&safetensors.File{Tensors: fromStep(s.Model)}, ""); err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 // stage is the knn sink: for each step that has a snapshot, it evaluates
@@ -247,11 +247,7 @@ func (m *monitor) stage() pipeline.Stage {
 		}
 		// An evaluation abandoned by an interruption stays open (see
 		// settled): the run's last checkpoint must not pass it.
-		judge := func(steps int64) error {
-			w := m.take(steps)
-			if w == nil {
-				return nil
-			}
+		judge := func(steps int64, w *encode.Weights) error {
 			if ectx.Err() != nil {
 				return nil // interrupted: no record
 			}
@@ -275,11 +271,20 @@ func (m *monitor) stage() pipeline.Stage {
 			return err
 		}
 		if m.first > 0 {
-			if err := judge(m.first); err != nil {
+			if err := judge(m.first, m.firstW); err != nil {
 				return err
 			}
 		}
-		return pipeline.Each(ctx, in, "knn", func(s pipeline.StepMetrics) error { return judge(s.Step + 1) })
+		return pipeline.Each(ctx, in, "knn", func(s pipeline.StepMetrics) error {
+			if s.State == nil || !m.due(s.State.Steps) {
+				return nil
+			}
+			w, err := m.weights(s.State)
+			if err != nil {
+				return fmt.Errorf("knn monitor after step %d: %w", s.State.Steps, err)
+			}
+			return judge(s.State.Steps, w)
+		})
 	})
 }
 
@@ -311,24 +316,15 @@ func (m *monitor) evaluate(ctx context.Context, data [2]sources.Dataset, w *enco
 }
 
 // buildMonitor builds the knn sink of a training flow.
-func buildMonitor(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
-	c := cfg.(*MonitorConfig)
+func (t *parts) buildMonitor(c *MonitorConfig) (pipeline.Stage, error) {
 	if c.Every != nil && *c.Every == 0 {
 		return pipeline.StageFunc(discard), nil // off
 	}
-	plan, err := shared[Plan](env, sharedPlan, needPrepare)
-	if err != nil {
-		return nil, err
+	plan, spec, pool := t.plan, t.spec, t.encoder
+	if pool == nil {
+		return nil, errors.New("the knn monitor judges the encoder a flow trains: put it in a flow with an encode stage")
 	}
-	spec, err := shared[*pipeline.Spec](env, sharedSpec, needPrepare)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := shared[*encode.Pool](env, sharedEncoder, "the knn monitor judges the encoder a flow trains: put it in a flow with an encode stage")
-	if err != nil {
-		return nil, err
-	}
-	if _, dup := env.Shared[sharedMonitor]; dup {
+	if t.monitor != nil {
 		return nil, errors.New("a flow has at most one knn monitor")
 	}
 	src, ok := spec.Source.Config.(*DatasetConfig)
@@ -354,7 +350,7 @@ func buildMonitor(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 			acfg = *a
 		}
 	}
-	m := &monitor{every: 1, epochs: plan.Epochs, batches: plan.Batches, knn: c.KNNConfig, acfg: acfg, snaps: map[int64]*encode.Weights{}, open: map[int64]bool{}}
+	m := &monitor{every: 1, epochs: plan.Epochs, batches: plan.Batches, knn: c.KNNConfig, acfg: acfg, like: pool.Weights().Clone(), open: map[int64]bool{}}
 	if c.Every != nil {
 		m.every = *c.Every
 	}
@@ -374,17 +370,17 @@ func buildMonitor(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 		}
 		m.data[i], m.streams[i] = d.Config, d.stream()
 	}
-	if rf, _ := env.Shared[sharedRun].(*runFiles); rf != nil && rf.dir != "" {
+	if rf := t.run; rf != nil && rf.dir != "" {
 		name := c.File
 		if name == "" {
 			name = "eval.jsonl"
 		}
 		m.path = rf.addFile(name)
 	}
-	if ctl, ok := env.Shared[sharedControl].(*control); ok {
-		m.stop = ctl.stop
+	if t.control != nil {
+		m.stop = t.control.stop
 	}
-	env.Shared[sharedMonitor] = m
+	t.monitor = m
 	return m.stage(), nil
 }
 
@@ -398,7 +394,7 @@ func describeSource(c sources.Config) string {
 // LastEval returns the kNN monitor's latest result, or nil before the
 // first (or without a monitor). It is safe to call while the job runs.
 func (j *Job) LastEval() *EvalRecord {
-	m, _ := j.env.Shared[sharedMonitor].(*monitor)
+	m := j.t.monitor
 	if m == nil {
 		return nil
 	}

@@ -22,23 +22,6 @@ import (
 	"github.com/contrastream/contrastream/stages/queue"
 )
 
-// Names under which the training kinds share objects (BuildEnv.Shared).
-const (
-	sharedPlan     = "plan"     // Plan, set by Prepare
-	sharedRun      = "run"      // *runFiles, set by Prepare
-	sharedResume   = "resume"   // *sinks.Checkpoint, set by Prepare
-	sharedInit     = "init"     // *sinks.Checkpoint whose weights start a new run, set by Prepare
-	sharedSpec     = "spec"     // *pipeline.Spec, set by Prepare
-	sharedEncoder  = "encoder"  // *encode.Pool, set by encode
-	sharedQueue    = "queue"    // *queue.Queue, set by queue
-	sharedMomentum = "momentum" // *queue.Momentum, set by queue
-	sharedOptim    = "optim"    // optim.Optimizer, set by optimize
-	sharedCkpt     = "ckpt"     // *checkpointer, set by the checkpoint sink
-	sharedLoss     = "loss"     // loss.Loss, set by loss
-	sharedMetrics  = "metrics"  // *metricsLog, set by the metrics sink
-	sharedControl  = "control"  // *control, set by Prepare
-)
-
 // control is how a Job steers its optimize stage and follows its progress.
 type control struct {
 	stop     chan struct{} // closed to stop training after the step in progress
@@ -108,68 +91,20 @@ func (c MetricsConfig) Validate() error {
 	return nil
 }
 
-// shared returns what an earlier stage (or Prepare) shares under name, or
-// the error msg.
-func shared[T any](env pipeline.BuildEnv, name, msg string) (T, error) {
-	v, ok := env.Shared[name].(T)
-	if !ok {
-		var zero T
-		return zero, errors.New(msg)
-	}
-	return v, nil
-}
-
-const needPrepare = "the flow's plan is missing: build a training flow with flows.Prepare"
-
-func trainingKinds() []pipeline.Kind {
+// trainingKinds are the kinds of the training step and its sinks, bound
+// to t (nil: the kinds as DefaultRegistry holds them, to check specs
+// against; building one then fails with needPrepare).
+func trainingKinds(t *parts) []pipeline.Kind {
 	return []pipeline.Kind{
 		{
 			Name: "encode", Role: pipeline.RoleStage, Accepts: "batch", Produces: "encoded",
 			Doc:       "runs each batch through the encoder's replicas (and MoCo's momentum encoder)",
 			NewConfig: func() any { return &encode.StageConfig{} },
 			Build: func(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
-				c := cfg.(*encode.StageConfig)
-				plan, err := shared[Plan](env, sharedPlan, needPrepare)
-				if err != nil {
-					return nil, err
+				if t == nil {
+					return nil, errNoTrainer
 				}
-				if plan.BatchSize == 0 || plan.C == 0 {
-					return nil, errors.New("encode needs augment and collate before it")
-				}
-				w, err := encode.NewWeights(c.Config, encode.Input{C: plan.C, H: plan.H, W: plan.W}, rand.New(rand.NewPCG(uint64(env.Seed), 1)))
-				if err != nil {
-					return nil, err
-				}
-				ck, _ := env.Shared[sharedResume].(*sinks.Checkpoint)
-				if ck != nil {
-					if err := w.Load(&safetensors.File{Tensors: ck.Model}, ""); err != nil {
-						return nil, fmt.Errorf("resume: %w", err)
-					}
-				}
-				if init, _ := env.Shared[sharedInit].(*sinks.Checkpoint); init != nil {
-					if err := w.Load(&safetensors.File{Tensors: init.Model}, ""); err != nil {
-						return nil, fmt.Errorf("init from checkpoint: %w", err)
-					}
-				}
-				pool, err := encode.NewPool(w, plan.BatchSize, c.Replicas, c.KeyEncoder)
-				if err != nil {
-					return nil, err
-				}
-				if ck != nil && c.KeyEncoder {
-					if err := pool.KeyWeights().Load(&safetensors.File{Tensors: ck.State}, "key."); err != nil {
-						pool.Close()
-						return nil, fmt.Errorf("resume: key encoder: %w", err)
-					}
-				}
-				if err := pool.LoadBuffers(); err != nil {
-					pool.Close()
-					return nil, err
-				}
-				if ck != nil {
-					pool.SetFirstStep(ck.Info.Step)
-				}
-				env.Shared[sharedEncoder] = pool
-				return pool.Stage(), nil
+				return t.buildEncode(cfg.(*encode.StageConfig), env)
 			},
 		},
 		{
@@ -177,34 +112,10 @@ func trainingKinds() []pipeline.Kind {
 			Doc:       "MoCo: adds the queue of earlier keys as negatives, then enqueues the batch's keys",
 			NewConfig: func() any { return &queue.Config{} },
 			Build: func(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
-				c := cfg.(*queue.Config)
-				plan, err := shared[Plan](env, sharedPlan, needPrepare)
-				if err != nil {
-					return nil, err
+				if t == nil {
+					return nil, errNoTrainer
 				}
-				q, err := queue.New(*c, rand.NewPCG(uint64(env.Seed), 2))
-				if err != nil {
-					return nil, err
-				}
-				pool, err := shared[*encode.Pool](env, sharedEncoder, "the queue holds the keys of an encoder: put an encode stage (key_encoder: true) before it")
-				if err != nil {
-					return nil, err
-				}
-				if out := pool.Weights().Out(); out != q.Dim() {
-					return nil, &pipeline.FieldError{Field: "dim", Msg: fmt.Sprintf("the queue holds keys of dimension %d, but the encode stage's embeddings (its out) have %d: set the queue's dim to %d, or the encoder's out to %d",
-						q.Dim(), out, out, q.Dim())}
-				}
-				if ck, _ := env.Shared[sharedResume].(*sinks.Checkpoint); ck != nil {
-					if err := q.Load(stateSlices(ck.State, "queue.")); err != nil {
-						return nil, fmt.Errorf("resume: %w", err)
-					}
-				}
-				mom, err := c.NewMomentum(int(plan.Steps()))
-				if err != nil {
-					return nil, err
-				}
-				env.Shared[sharedQueue], env.Shared[sharedMomentum] = q, mom
-				return q.Stage(), nil
+				return t.buildQueue(cfg.(*queue.Config), env)
 			},
 		},
 		{
@@ -212,116 +123,214 @@ func trainingKinds() []pipeline.Kind {
 			Doc:       "the contrastive loss (infonce, ntxent, supcon) and its gradient for the embeddings",
 			NewConfig: func() any { return &loss.Config{} },
 			Build: func(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
-				l, err := loss.New(*cfg.(*loss.Config))
-				if err != nil {
-					return nil, err
+				if t == nil {
+					return nil, errNoTrainer
 				}
-				plan, err := shared[Plan](env, sharedPlan, needPrepare)
-				if err != nil {
-					return nil, err
-				}
-				if _, err := shared[*encode.Pool](env, sharedEncoder, "a loss needs the embeddings of an encode stage before it"); err != nil {
-					return nil, err
-				}
-				switch l.Name() {
-				case loss.TypeSupCon:
-					if !plan.Labeled {
-						return nil, &pipeline.FieldError{Field: "type", Msg: "supcon needs labels, and the source's dataset has none: use a labelled dataset (a Parquet or Arrow label column: source.label_column; IDX labels: source.labels; an image folder's sub-folders), or an unsupervised loss (type: ntxent)"}
-					}
-				case loss.TypeInfoNCE:
-					if _, ok := env.Shared[sharedQueue].(*queue.Queue); !ok {
-						return nil, &pipeline.FieldError{Field: "type", Msg: "infonce takes its negatives from a queue: put a queue stage (after an encode stage with key_encoder: true) before the loss, or use type: ntxent"}
-					}
-				}
-				env.Shared[sharedLoss] = l
-				return loss.Stage(l), nil
+				return t.buildLoss(cfg.(*loss.Config))
 			},
 		},
 		{
 			Name: "optimize", Role: pipeline.RoleStage, Accepts: "encoded", Produces: "step",
 			Doc:       "back-propagates, steps the optimizer (and MoCo's momentum encoder), reports the step",
 			NewConfig: func() any { return &optim.Config{} },
-			Build:     buildOptimize,
+			Build: func(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
+				if t == nil {
+					return nil, errNoTrainer
+				}
+				return t.buildOptimize(cfg.(*optim.Config))
+			},
 		},
 		{
 			Name: "metrics", Role: pipeline.RoleSink, Accepts: "step",
 			Doc:       "writes one JSON line per step to a file of the run folder",
 			NewConfig: func() any { return &MetricsConfig{} },
 			Build: func(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
-				c := cfg.(*MetricsConfig)
-				rf, _ := env.Shared[sharedRun].(*runFiles)
-				if rf == nil || rf.dir == "" {
-					return pipeline.StageFunc(discard), nil // no run folder: nothing to write to
+				if t == nil {
+					return nil, errNoTrainer
 				}
-				if _, dup := env.Shared[sharedMetrics]; dup {
-					return nil, errors.New("a flow has at most one metrics sink")
-				}
-				name := c.File
-				if name == "" {
-					name = "metrics.jsonl"
-				}
-				ml := &metricsLog{path: rf.addFile(name), summary: rf.addFile(summaryName(name))}
-				ml.written.Store(-1)
-				env.Shared[sharedMetrics] = ml
-				return ml.stage(), nil
+				return t.buildMetrics(cfg.(*MetricsConfig))
 			},
 		},
 		{
 			Name: "knn", Role: pipeline.RoleSink, Accepts: "step",
 			Doc:       "the kNN monitor: weighted-kNN accuracy of the encoder (eval mode, a copy of its weights) every N epochs, to eval.jsonl",
 			NewConfig: func() any { return &MonitorConfig{} },
-			Build:     buildMonitor,
+			Build: func(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
+				if t == nil {
+					return nil, errNoTrainer
+				}
+				return t.buildMonitor(cfg.(*MonitorConfig))
+			},
 		},
 		{
 			Name: "checkpoint", Role: pipeline.RoleSink, Accepts: "step",
 			Doc:       "writes checkpoints (model.safetensors, state.safetensors, state.json) to the run folder",
 			NewConfig: func() any { return &CheckpointConfig{} },
 			Build: func(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
-				c := cfg.(*CheckpointConfig)
-				rf, _ := env.Shared[sharedRun].(*runFiles)
-				if _, dup := env.Shared[sharedCkpt]; dup {
-					return nil, errors.New("a flow has at most one checkpoint sink")
+				if t == nil {
+					return nil, errNoTrainer
 				}
-				if rf != nil && rf.dir != "" {
-					rf.ckpt = c.Dir
-					if rf.ckpt == "" {
-						rf.ckpt = "checkpoint"
-					}
-					ck := &checkpointer{dir: rf.checkpointDir(), every: c.Every, interval: DefaultCheckpointSeconds, last: time.Now()}
-					if c.Seconds != nil {
-						ck.interval = *c.Seconds
-					}
-					env.Shared[sharedCkpt] = ck
-				}
-				return pipeline.StageFunc(discard), nil // the optimize stage writes them, between steps
+				return t.buildCheckpoint(cfg.(*CheckpointConfig))
 			},
 		},
 	}
 }
 
-func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
-	c := cfg.(*optim.Config)
-	plan, err := shared[Plan](env, sharedPlan, needPrepare)
+func (t *parts) buildEncode(c *encode.StageConfig, env pipeline.BuildEnv) (pipeline.Stage, error) {
+	if t.encoder != nil {
+		return nil, errors.New("a flow has at most one encode stage")
+	}
+	plan := t.plan
+	if plan.BatchSize == 0 || plan.C == 0 {
+		return nil, errors.New("encode needs augment and collate before it")
+	}
+	w, err := encode.NewWeights(c.Config, encode.Input{C: plan.C, H: plan.H, W: plan.W}, rand.New(rand.NewPCG(uint64(env.Seed), 1)))
 	if err != nil {
 		return nil, err
 	}
-	pool, err := shared[*encode.Pool](env, sharedEncoder, "optimize trains an encoder: put an encode stage (and a loss) before it")
+	ck := t.resume
+	if ck != nil {
+		if err := w.Load(&safetensors.File{Tensors: ck.Model}, ""); err != nil {
+			return nil, fmt.Errorf("resume: %w", err)
+		}
+	}
+	if t.init != nil {
+		if err := w.Load(&safetensors.File{Tensors: t.init.Model}, ""); err != nil {
+			return nil, fmt.Errorf("init from checkpoint: %w", err)
+		}
+	}
+	pool, err := encode.NewPool(w, plan.BatchSize, c.Replicas, c.KeyEncoder)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := shared[loss.Loss](env, sharedLoss, "optimize needs the gradient of a loss: put a loss stage between encode and optimize"); err != nil {
+	if ck != nil && c.KeyEncoder {
+		if err := pool.KeyWeights().Load(&safetensors.File{Tensors: ck.State}, "key."); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("resume: key encoder: %w", err)
+		}
+	}
+	if err := pool.LoadBuffers(); err != nil {
+		pool.Close()
 		return nil, err
 	}
-	ctl, _ := env.Shared[sharedControl].(*control)
+	if ck != nil {
+		pool.SetFirstStep(ck.Info.Step)
+	}
+	t.encoder = pool
+	return pool.Stage(), nil
+}
+
+func (t *parts) buildQueue(c *queue.Config, env pipeline.BuildEnv) (pipeline.Stage, error) {
+	if t.queue != nil {
+		return nil, errors.New("a flow has at most one queue")
+	}
+	q, err := queue.New(*c, rand.NewPCG(uint64(env.Seed), 2))
+	if err != nil {
+		return nil, err
+	}
+	if t.encoder == nil {
+		return nil, errors.New("the queue holds the keys of an encoder: put an encode stage (key_encoder: true) before it")
+	}
+	if out := t.encoder.Weights().Out(); out != q.Dim() {
+		return nil, &pipeline.FieldError{Field: "dim", Msg: fmt.Sprintf("the queue holds keys of dimension %d, but the encode stage's embeddings (its out) have %d: set the queue's dim to %d, or the encoder's out to %d",
+			q.Dim(), out, out, q.Dim())}
+	}
+	if t.resume != nil {
+		if err := q.Load(stateSlices(t.resume.State, "queue.")); err != nil {
+			return nil, fmt.Errorf("resume: %w", err)
+		}
+	}
+	mom, err := c.NewMomentum(int(t.plan.Steps()))
+	if err != nil {
+		return nil, err
+	}
+	t.queue, t.momentum = q, mom
+	return q.Stage(), nil
+}
+
+func (t *parts) buildLoss(c *loss.Config) (pipeline.Stage, error) {
+	l, err := loss.New(*c)
+	if err != nil {
+		return nil, err
+	}
+	if t.encoder == nil {
+		return nil, errors.New("a loss needs the embeddings of an encode stage before it")
+	}
+	switch l.Name() {
+	case loss.TypeSupCon:
+		if !t.plan.Labeled {
+			return nil, &pipeline.FieldError{Field: "type", Msg: "supcon needs labels, and the source's dataset has none: use a labelled dataset (a Parquet or Arrow label column: source.label_column; IDX labels: source.labels; an image folder's sub-folders), or an unsupervised loss (type: ntxent)"}
+		}
+	case loss.TypeInfoNCE:
+		if t.queue == nil {
+			return nil, &pipeline.FieldError{Field: "type", Msg: "infonce takes its negatives from a queue: put a queue stage (after an encode stage with key_encoder: true) before the loss, or use type: ntxent"}
+		}
+	}
+	t.loss = l
+	return loss.Stage(l), nil
+}
+
+func (t *parts) buildMetrics(c *MetricsConfig) (pipeline.Stage, error) {
+	rf := t.run
+	if rf == nil || rf.dir == "" {
+		return pipeline.StageFunc(discard), nil // no run folder: nothing to write to
+	}
+	if t.metrics != nil {
+		return nil, errors.New("a flow has at most one metrics sink")
+	}
+	name := c.File
+	if name == "" {
+		name = "metrics.jsonl"
+	}
+	ml := &metricsLog{path: rf.addFile(name), summary: rf.addFile(summaryName(name))}
+	ml.written.Store(-1)
+	t.metrics = ml
+	return ml.stage(), nil
+}
+
+func (t *parts) buildCheckpoint(c *CheckpointConfig) (pipeline.Stage, error) {
+	rf := t.run
+	if t.ckpt != nil {
+		return nil, errors.New("a flow has at most one checkpoint sink")
+	}
+	if rf == nil || rf.dir == "" {
+		return pipeline.StageFunc(discard), nil // no run folder: nothing to write to
+	}
+	rf.ckpt = c.Dir
+	if rf.ckpt == "" {
+		rf.ckpt = "checkpoint"
+	}
+	ck := &checkpointer{t: t, dir: rf.checkpointDir(), every: c.Every, interval: DefaultCheckpointSeconds, last: time.Now()}
+	if c.Seconds != nil {
+		ck.interval = *c.Seconds
+	}
+	t.ckpt = ck
+	return ck.stage(), nil
+}
+
+func (t *parts) buildOptimize(c *optim.Config) (pipeline.Stage, error) {
+	plan := t.plan
+	pool := t.encoder
+	if pool == nil {
+		return nil, errors.New("optimize trains an encoder: put an encode stage (and a loss) before it")
+	}
+	if t.loss == nil {
+		return nil, errors.New("optimize needs the gradient of a loss: put a loss stage between encode and optimize")
+	}
+	if t.opt != nil {
+		return nil, errors.New("a flow has at most one optimize stage")
+	}
+	ctl := t.control
 	if ctl == nil {
 		ctl = newControl(0, 0)
+		t.control = ctl
 	}
 	opt, err := optim.New(*c, pool.Params())
 	if err != nil {
 		return nil, err
 	}
-	if ck, _ := env.Shared[sharedResume].(*sinks.Checkpoint); ck != nil {
-		if err := opt.Load(stateSlices(ck.State, "optim.")); err != nil {
+	if t.resume != nil {
+		if err := opt.Load(stateSlices(t.resume.State, "optim.")); err != nil {
 			return nil, fmt.Errorf("resume: %w", err)
 		}
 	}
@@ -329,8 +338,8 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	env.Shared[sharedOptim] = opt
-	mom, _ := env.Shared[sharedMomentum].(*queue.Momentum)
+	t.opt = opt
+	mom := t.momentum
 	hooks := optim.StepHooks{
 		Backward: pool.Backward,
 		Release:  pool.Release,
@@ -347,10 +356,10 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 			}
 			return m, nil
 		},
-		// The step is complete (the MoCo queue has its keys): its state is
-		// what a checkpoint saves. The encoder has not yet run the next
-		// batch, so replica 0's BatchNorm statistics are the step's.
-		Done: func(m pipeline.StepMetrics) (bool, error) {
+		// The step is complete (the MoCo queue has its keys): the state is
+		// the step's. The encoder has not yet run the next batch, so its
+		// BatchNorm statistics are the step's.
+		Done: func(m *pipeline.StepMetrics) (bool, error) {
 			steps := m.Step + 1
 			if err := pool.SyncBuffers(); err != nil {
 				return false, err
@@ -362,26 +371,8 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 				return false, fmt.Errorf("the optimizer's %s[%d] is %v: the training diverged (lower the learning rate)", name, i, v)
 			}
 			ctl.steps.Store(steps)
-			mon, _ := env.Shared[sharedMonitor].(*monitor)
-			if mon != nil {
-				mon.capture(steps, pool.Weights())
-			}
 			stop := ctl.maxSteps > 0 && steps >= ctl.maxSteps
-			if ck, _ := env.Shared[sharedCkpt].(*checkpointer); ck != nil {
-				ml, _ := env.Shared[sharedMetrics].(*metricsLog)
-				ck.record(m, ml)
-				// The last step's checkpoint is Job.Run's, once the sinks
-				// have written all they hold: a crash before it resumes
-				// from the step before and takes the last step again.
-				// A checkpoint also waits for the kNN records of earlier
-				// steps: their weights are gone once it replaces the last.
-				settled := mon == nil || mon.settled(steps)
-				if last := stop || steps >= plan.Steps(); !last && settled && ck.due(steps) {
-					if err := ck.save(env, ml); err != nil {
-						return false, fmt.Errorf("checkpoint: %w", err)
-					}
-				}
-			}
+			t.giveState(m, steps, stop || steps >= plan.Steps())
 			return stop, nil
 		},
 		Stop: ctl.stop,
@@ -389,44 +380,91 @@ func buildOptimize(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 	return optim.Stage(opt, sched, hooks), nil
 }
 
+// giveState hands m a copy of the state (m.State) when a sink asks for
+// the state of the step that makes steps steps (last: the run's last
+// step): the kNN monitor at the epochs it evaluates, the checkpoint sink
+// when a checkpoint is due, a sink of the user's when it wants one.
+//
+// The last step's checkpoint is Job.Run's, once the sinks have written
+// all they hold: a crash before it resumes from the step before and takes
+// the last step again. A checkpoint also waits for the kNN records of
+// earlier steps: their weights are gone once it replaces the last.
+func (t *parts) giveState(m *pipeline.StepMetrics, steps int64, last bool) {
+	knn := t.monitor != nil && t.monitor.wants(steps)
+	ckpt := t.ckpt != nil && !last && (t.monitor == nil || t.monitor.settled(steps)) && t.ckpt.wants(steps)
+	other := false
+	for _, w := range t.wanters {
+		if w.WantsState(steps) {
+			other = true
+		}
+	}
+	if !knn && !ckpt && !other {
+		return
+	}
+	m.State = t.state()
+	if ckpt {
+		t.ckpt.hold(m.State)
+	}
+}
+
 // inputKey is the key of state.json's extra that records the encoder's
 // input shape, CxHxW, so that evaluation needs no training data.
 const inputKey = "input"
 
-// checkpointer is the checkpoint sink's state: where and when the
-// optimize stage writes checkpoints, and the step metrics that the
-// metrics file may not hold yet (a checkpoint carries them, so that a
-// crash right after it loses no line: see reconcileMetrics).
+// checkpointer is the checkpoint sink: it writes the states it asked the
+// optimize stage for, with the step metrics that the metrics file may not
+// hold yet (a checkpoint carries them, so that a crash right after it
+// loses no line: see reconcileMetrics), and the last step's state when
+// the job ends (see Job.Run).
+//
+// One state at a time is on its way: the optimize stage asks for the next
+// only once the last is written, so a checkpoint every step overlaps its
+// write with the next step and skips none. A state asked for and not yet
+// written when the flow fails is written by Job.Run (flush): the last good
+// state is never lost to a failure after it.
 type checkpointer struct {
+	t        *parts
 	dir      string
 	every    int
 	interval float64 // seconds; 0: no timer
 
-	last    time.Time     // when the last checkpoint was written (or the flow was built)
-	cost    time.Duration // how long it took
-	pending []pipeline.StepMetrics
+	mu      sync.Mutex          // guards the fields below, shared with the optimize stage and Job.Run
+	last    time.Time           // when the last checkpoint was written (or the flow was built)
+	cost    time.Duration       // how long it took
+	held    *pipeline.StepState // asked for and not yet written
+	written chan struct{}       // closed once held is written, or the sink has ended
+	ended   bool                // the sink has ended
+
+	pending []pipeline.StepMetrics // the sink's own: step records the metrics file may lack
 }
 
-// record keeps m until the metrics sink has written it.
-func (c *checkpointer) record(m pipeline.StepMetrics, ml *metricsLog) {
-	if ml == nil {
-		return
+// wants reports whether a checkpoint is due once steps steps are taken.
+// The optimize stage calls it between steps; when one is due and the last
+// state asked for is still being written, it waits for that write.
+func (c *checkpointer) wants(steps int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.due(steps) {
+		return false
 	}
-	c.pending = append(c.pending, m)
-	c.trim(ml)
+	if c.held != nil && !c.ended {
+		w := c.written
+		c.mu.Unlock()
+		<-w
+		c.mu.Lock()
+	}
+	return !c.ended && c.held == nil
 }
 
-// trim drops the metrics the metrics sink has written.
-func (c *checkpointer) trim(ml *metricsLog) {
-	w := ml.written.Load()
-	i := 0
-	for i < len(c.pending) && c.pending[i].Step <= w {
-		i++
-	}
-	c.pending = append(c.pending[:0], c.pending[i:]...)
+// hold notes s as the state the sink is to write.
+func (c *checkpointer) hold(s *pipeline.StepState) {
+	c.mu.Lock()
+	c.held, c.written = s, make(chan struct{})
+	c.mu.Unlock()
 }
 
 // due reports whether a checkpoint is due once steps steps are taken.
+// c.mu is held.
 func (c *checkpointer) due(steps int64) bool {
 	if c.every > 0 && steps%int64(c.every) == 0 {
 		return true
@@ -438,20 +476,88 @@ func (c *checkpointer) due(steps int64) bool {
 	return time.Since(c.last) >= wait
 }
 
-// save writes the checkpoint with the metrics not yet written.
-func (c *checkpointer) save(env pipeline.BuildEnv, ml *metricsLog) error {
+// stage is the checkpoint sink.
+func (c *checkpointer) stage() pipeline.Stage {
+	return pipeline.StageFunc(func(ctx context.Context, in *pipeline.Inbox, out *pipeline.Outbox) error {
+		defer func() {
+			c.mu.Lock()
+			c.ended = true
+			if c.held != nil {
+				close(c.written)
+			}
+			c.mu.Unlock()
+		}()
+		return pipeline.Each(ctx, in, "checkpoint", func(m pipeline.StepMetrics) error {
+			s := m.State
+			if c.t.metrics != nil {
+				m.State = nil
+				c.pending = append(c.pending, m)
+			}
+			c.mu.Lock()
+			asked := s != nil && s == c.held
+			c.mu.Unlock()
+			if !asked {
+				return nil
+			}
+			err := c.save(s)
+			c.mu.Lock()
+			c.held = nil
+			close(c.written)
+			c.mu.Unlock()
+			if err != nil {
+				return fmt.Errorf("checkpoint after step %d: %w", s.Steps, err)
+			}
+			return nil
+		})
+	})
+}
+
+// flush writes the state asked for and not yet written, if any, once the
+// flow has ended.
+func (c *checkpointer) flush() error {
+	c.mu.Lock()
+	s := c.held
+	c.held = nil
+	c.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return c.save(s)
+}
+
+// save writes the checkpoint of s with the step metrics of its steps
+// that the metrics sink has not yet written. It runs on the sink's
+// goroutine, or once the flow has ended.
+func (c *checkpointer) save(s *pipeline.StepState) error {
 	start := time.Now()
 	var carry []pipeline.StepMetrics
-	if ml != nil {
-		c.trim(ml)
-		carry = c.pending
+	if ml := c.t.metrics; ml != nil {
+		w := ml.written.Load()
+		i := 0
+		for i < len(c.pending) && c.pending[i].Step <= w {
+			i++
+		}
+		c.pending = append(c.pending[:0], c.pending[i:]...)
+		for _, m := range c.pending {
+			if m.Step < s.Steps {
+				carry = append(carry, m)
+			}
+		}
 	}
-	if err := saveCheckpoint(env, c.dir, carry); err != nil {
+	ck, err := c.t.checkpoint(s, carry)
+	if err != nil {
 		return err
 	}
+	if err := sinks.WriteCheckpoint(c.dir, ck); err != nil {
+		return err
+	}
+	c.mu.Lock()
 	c.last, c.cost = time.Now(), time.Since(start)
+	c.mu.Unlock()
 	return nil
 }
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // nonFinite returns the index of the first NaN or ±Inf in v. It sums
 // v[i]−v[i] in four lanes (0 for a finite value, NaN otherwise), which the
@@ -511,56 +617,6 @@ func stateSlices(state map[string]safetensors.Tensor, prefix string) map[string]
 		}
 	}
 	return out
-}
-
-func addState(dst map[string]safetensors.Tensor, state map[string][]float32) {
-	for name, v := range state {
-		dst[name] = safetensors.Tensor{Shape: []int{len(v)}, F32: v}
-	}
-}
-
-// saveCheckpoint writes the training state as it stands between steps:
-// from the optimize stage once a step is complete, or once the flow has
-// ended. The encoder's BatchNorm statistics are those of the last complete
-// step (see encode.Pool.Saved), not of a forward pass run ahead. carry are
-// the step metrics the metrics file may still lack.
-func saveCheckpoint(env pipeline.BuildEnv, dir string, carry []pipeline.StepMetrics) error {
-	pool, ok := env.Shared[sharedEncoder].(*encode.Pool)
-	opt, ok2 := env.Shared[sharedOptim].(optim.Optimizer)
-	if !ok || !ok2 {
-		return errors.New("checkpoint: the flow has no encoder and optimizer")
-	}
-	model, key := pool.Saved("key.")
-	state := map[string]safetensors.Tensor{}
-	for n, t := range key {
-		state[n] = t
-	}
-	addState(state, opt.State())
-	if q, ok := env.Shared[sharedQueue].(*queue.Queue); ok {
-		addState(state, q.State())
-	}
-	plan, _ := env.Shared[sharedPlan].(Plan)
-	spec, _ := env.Shared[sharedSpec].(*pipeline.Spec)
-	steps := int64(opt.Steps())
-	info := sinks.CheckpointInfo{Step: steps, Seed: env.Seed,
-		Extra: map[string]string{inputKey: fmt.Sprintf("%dx%dx%d", plan.C, plan.H, plan.W)}}
-	if plan.Batches > 0 {
-		info.Epoch = int(steps / plan.Batches)
-		info.Offset = (steps % plan.Batches) * int64(plan.BatchSize)
-	}
-	if spec != nil {
-		if y, err := spec.YAML(); err == nil {
-			info.Flow = string(y)
-		}
-	}
-	if len(carry) > 0 {
-		b, err := json.Marshal(carry)
-		if err != nil {
-			return err
-		}
-		info.Extra[pendingMetricsKey] = string(b)
-	}
-	return sinks.WriteCheckpoint(dir, sinks.Checkpoint{Model: model, State: state, Info: info})
 }
 
 // pendingMetricsKey is the key of state.json's extra that holds, as a

@@ -114,6 +114,40 @@ type StepMetrics struct {
 	SamplesPerSec float64 `json:"samples_per_s"`
 	// Seconds is the step's wall time.
 	Seconds float64 `json:"seconds"`
+	// State, when not nil, is the training state as the step left it,
+	// for the sinks that asked for one this step (a checkpoint, a kNN
+	// evaluation); nil on most steps. It is shared by every sink and
+	// read-only.
+	State *StepState `json:"-"`
+}
+
+// StepState is a read-only copy of a training job's state between two
+// steps, taken by the optimize stage for the sinks that need more than a
+// step's figures. Its tensors are copies: training goes on while sinks
+// read them, and no sink may modify them.
+type StepState struct {
+	// Steps is the number of steps taken when the copy was made.
+	Steps int64
+	// Model holds what a frozen encoder needs (its parameters and
+	// BatchNorm statistics), by name; State the rest of the training
+	// state (a momentum encoder, the optimizer's moments, a queue).
+	Model, State map[string]Tensor
+}
+
+// StateWanter is implemented by a sink stage that needs the training
+// state after some steps: a training flow's optimize stage calls
+// WantsState between steps, with the number of steps taken, and hands the
+// sinks a StepState in that step's StepMetrics when a sink wants it. It
+// is called on the optimize stage's goroutine and should be quick.
+type StateWanter interface {
+	WantsState(steps int64) bool
+}
+
+// Tensor is a named float32 array of a StepState: Data holds the product
+// of Shape's values, row-major.
+type Tensor struct {
+	Shape []int
+	Data  []float32
 }
 
 // Encoded is a batch after the encode stage, on its way through the

@@ -89,14 +89,13 @@ type BuildEnv struct {
 	Seed int64
 	// Epochs is the number of passes over the dataset, at least 1.
 	Epochs int
-	// Shared holds what the stages of one flow share, by name: the
-	// encoder that encode runs forward and optimize runs backward, the
-	// MoCo queue, and what the flow's builder knows before building (the
-	// shape of the views, the number of steps). Stages are built in flow
-	// order, so a stage finds what the stages before it put there. Nil
-	// when the flow shares nothing.
-	Shared map[string]any
 }
+
+// What the stages of one flow share beyond BuildEnv (a training step's
+// encoder, optimizer and sinks) is typed, never looked up by name: a
+// builder such as package flows registers, for each flow it builds, kinds
+// whose Build functions close over that flow's typed parts, in a registry
+// of its own (see Registry.With).
 
 // Registry maps kind names to Kinds. It is safe for concurrent use. The
 // zero Registry is not usable; make one with NewRegistry.
@@ -183,6 +182,29 @@ func checkKind(k Kind) error {
 		}
 	}
 	return nil
+}
+
+// With returns a new registry that holds r's kinds, each of kinds in
+// place of r's kind of the same name (or added, where r has none). A
+// builder uses it to bind kinds to the typed parts of one flow: package
+// flows registers its training kinds in DefaultRegistry for specs to be
+// checked against, and builds each training flow with a registry whose
+// kinds share that flow's encoder, optimizer and sinks. r is unchanged.
+func (r *Registry) With(kinds ...Kind) (*Registry, error) {
+	out := NewRegistry()
+	for _, k := range r.Kinds() {
+		out.kinds[k.Name] = k
+	}
+	for _, k := range kinds {
+		if err := checkKind(k); err != nil {
+			return nil, err
+		}
+		if old, ok := out.kinds[k.Name]; ok && (old.Role != k.Role || old.Accepts != k.Accepts || old.Produces != k.Produces) {
+			return nil, fmt.Errorf("pipeline: stage kind %q: a replacement must keep the role and elements of the kind it replaces", k.Name)
+		}
+		out.kinds[k.Name] = k
+	}
+	return out, nil
 }
 
 // Lookup returns the kind called name.

@@ -218,3 +218,38 @@ func TestRegistry(t *testing.T) {
 		})
 	}
 }
+
+func TestRegistryWith(t *testing.T) {
+	r := newTestRegistry()
+	orig, _ := r.Lookup("collate")
+	bound := orig
+	bound.Build = fakeKindBuild("bound collate")
+	extra := Kind{Name: "extra", Role: RoleSink, Accepts: "batch", Build: fakeKindBuild("extra")}
+	w, err := r.With(bound, extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := w.Lookup("collate")
+	st, _ := k.Build(nil, BuildEnv{})
+	if got := st.(*fakeKindStage).kind; got != "bound collate" {
+		t.Errorf("With's collate builds %q, want the bound one", got)
+	}
+	k, _ = r.Lookup("collate")
+	if st, _ := k.Build(nil, BuildEnv{}); st.(*fakeKindStage).kind == "bound collate" {
+		t.Error("With changed the registry it was called on")
+	}
+	if _, ok := w.Lookup("extra"); !ok {
+		t.Error("With did not add a new kind")
+	}
+	if _, ok := w.Lookup("augment"); !ok {
+		t.Error("With lost a kind it did not replace")
+	}
+	wrong := orig
+	wrong.Produces = "pair"
+	if _, err := r.With(wrong); err == nil || !strings.Contains(err.Error(), "keep the role and elements") {
+		t.Errorf("a replacement with other elements: err = %v", err)
+	}
+	if _, err := r.With(Kind{Name: "x"}); err == nil {
+		t.Error("a malformed kind was accepted")
+	}
+}

@@ -265,7 +265,7 @@ func (s *Spec) Validate(reg *Registry) error {
 // Env returns the BuildEnv of the spec: its seed and epochs. (Its limit of
 // bad samples belongs to the Flow that runs the stages: Options.MaxBadSamples.)
 func (s *Spec) Env() BuildEnv {
-	return BuildEnv{Seed: s.Seed, Epochs: s.Epochs, Shared: map[string]any{}}
+	return BuildEnv{Seed: s.Seed, Epochs: s.Epochs}
 }
 
 // Build validates the spec and builds its stages in order: the source, the

@@ -302,7 +302,7 @@ func TestBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := s.Env()
-	if env.Seed != 1 || env.Epochs != 2 || env.Shared == nil {
+	if env.Seed != 1 || env.Epochs != 2 {
 		t.Fatalf("Env() = %+v", env)
 	}
 	stages, err := s.Build(reg, env)

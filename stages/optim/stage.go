@@ -19,11 +19,12 @@ type StepHooks struct {
 	After func(steps int64) (momentum float64, err error)
 	// Done runs once the step is complete (After and every e.AfterStep
 	// have run, so the whole training state is that of the step), before
-	// the encoder is released: checkpoints. It gets the step's metrics as
-	// the sinks will (m.Step+1 steps are taken; m.Seconds is the step's
-	// time without Done's own). stop ends the stage after this step, as
-	// Stop does.
-	Done func(m pipeline.StepMetrics) (stop bool, err error)
+	// the encoder is released: the checks of the new state, and the copy
+	// of it (m.State) for the sinks that asked for one. It gets the step's
+	// metrics as the sinks will (m.Step+1 steps are taken; m.Seconds is
+	// the step's time without Done's own) and may set m.State. stop ends
+	// the stage after this step, as Stop does.
+	Done func(m *pipeline.StepMetrics) (stop bool, err error)
 	// Release lets the encoder run the next forward pass. Required.
 	Release func()
 	// Stop, when closed, ends the stage: the step in progress, if any, is
@@ -118,7 +119,7 @@ func step(opt Optimizer, sched *Schedule, hooks StepHooks, e *pipeline.Encoded) 
 		m.SamplesPerSec = float64(m.Samples) / m.Seconds
 	}
 	if hooks.Done != nil {
-		if stop, err = hooks.Done(m); err != nil {
+		if stop, err = hooks.Done(&m); err != nil {
 			return m, false, err
 		}
 	}
