@@ -14,6 +14,31 @@ import (
 	"github.com/contrastream/contrastream/pipeline"
 )
 
+// FormatArrow is the Arrow IPC format, file or stream: files that start
+// with "ARROW1" (file format) or 0xffffffff (stream format) or are named
+// .arrow, .arrows, .ipc or .feather, or a folder holding such files.
+const FormatArrow = "arrow"
+
+func init() {
+	exts := []string{".arrow", ".arrows", ".ipc", ".feather"}
+	RegisterFormat(Format{
+		Name:  FormatArrow,
+		Order: 20,
+		Magic: func(head []byte) bool {
+			return bytes.HasPrefix(head, arrowFileMagic) || bytes.HasPrefix(head, []byte{0xff, 0xff, 0xff, 0xff})
+		},
+		Exts:    exts,
+		Columns: true,
+		Open: func(c Config, paths []string) (Dataset, error) {
+			files, err := filesOf(paths, FormatArrow, exts)
+			if err != nil {
+				return nil, err
+			}
+			return openArrow(files, newColumns(c.ImageColumn, c.LabelColumn))
+		},
+	})
+}
+
 // arrowDataset reads Arrow IPC files one record batch at a time. The file
 // format is read by random access; the stream format is indexed once at
 // Open (the byte offset of each record batch), so that a batch is read

@@ -1,7 +1,6 @@
 package sources
 
 import (
-	"bytes"
 	"compress/gzip"
 	"fmt"
 	"io"
@@ -11,14 +10,6 @@ import (
 	"strings"
 
 	"github.com/contrastream/contrastream/pipeline"
-)
-
-// The formats Open understands.
-const (
-	FormatParquet = "parquet"
-	FormatArrow   = "arrow"
-	FormatFolder  = "folder"
-	FormatIDX     = "idx"
 )
 
 // DefaultMaxPixels is the pixel limit of Decode and of IDX images when none
@@ -41,8 +32,9 @@ type Config struct {
 	Paths []string `yaml:"paths"`
 	// Format is "parquet", "arrow" (IPC file or stream format), "folder"
 	// (one sub-folder per class, or a flat folder of unlabeled images),
-	// "idx" (MNIST format), or "" to detect it from the files' first bytes,
-	// or for a folder, from the files it holds.
+	// "idx" (MNIST format), another format registered with RegisterFormat,
+	// or "" to detect it from the files' first bytes or name, or for a
+	// folder, from the files it holds.
 	Format string `yaml:"format"`
 	// ImageColumn names the image column of a Parquet or Arrow dataset:
 	// either the Hugging Face layout struct<bytes: binary, path: string> or a
@@ -77,24 +69,32 @@ func (c Config) Validate() error {
 			return fieldError(fmt.Sprintf("paths[%d]", i), "empty path")
 		}
 	}
-	switch c.Format {
-	case "", FormatParquet, FormatArrow, FormatFolder, FormatIDX:
-	default:
-		return fieldError("format", "%q is not one of parquet, arrow, folder, idx (or empty to detect)", c.Format)
+	var f *Format
+	if c.Format != "" {
+		var ok bool
+		if f, ok = lookupFormat(c.Format); !ok {
+			return fieldError("format", "%q is not one of %s (or empty to detect)", c.Format, strings.Join(FormatNames(), ", "))
+		}
 	}
 	if c.MaxPixels < 0 {
 		return fieldError("max_pixels", "%d is negative", c.MaxPixels)
 	}
-	if c.Labels != "" && c.Format != "" && c.Format != FormatIDX {
-		return fieldError("labels", "a labels file is for the idx format, not %s (use label_column)", c.Format)
+	if f == nil {
+		return nil
 	}
-	if c.Format == FormatFolder || c.Format == FormatIDX {
+	if c.Labels != "" && !f.LabelsFile {
+		return fieldError("labels", "a labels file is for the %s format, not %s (use label_column)", formatsWith(func(f *Format) bool { return f.LabelsFile }), c.Format)
+	}
+	if !f.Columns {
 		if c.ImageColumn != "" {
 			return fieldError("image_column", "the %s format has no columns", c.Format)
 		}
 		if c.LabelColumn != "" {
 			return fieldError("label_column", "the %s format has no columns", c.Format)
 		}
+	}
+	if f.Validate != nil {
+		return f.Validate(c)
 	}
 	return nil
 }
@@ -130,33 +130,17 @@ func Open(c Config) (Dataset, error) {
 		if format, err = detect(paths); err != nil {
 			return nil, err
 		}
-		if err := (Config{Format: format, Labels: c.Labels, ImageColumn: c.ImageColumn,
-			LabelColumn: c.LabelColumn, Path: "x"}).Validate(); err != nil {
+		detected := c
+		detected.Format = format
+		if err := detected.Validate(); err != nil {
 			return nil, fmt.Errorf("%w (detected format %s)", err, format)
 		}
 	}
-	switch format {
-	case FormatParquet, FormatArrow:
-		files, err := filesOf(paths, format)
-		if err != nil {
-			return nil, err
-		}
-		cols := newColumns(c.ImageColumn, c.LabelColumn)
-		if format == FormatParquet {
-			return openParquet(files, cols)
-		}
-		return openArrow(files, cols)
-	case FormatFolder:
-		if len(paths) != 1 {
-			return nil, fmt.Errorf("sources: path: a folder dataset takes one folder, got %d paths", len(paths))
-		}
-		return openFolder(paths[0], c.maxPixels())
-	default: // FormatIDX
-		if len(paths) != 1 {
-			return nil, fmt.Errorf("sources: path: an idx dataset takes one images file (and labels), got %d paths", len(paths))
-		}
-		return OpenIDX(paths[0], c.Labels, c.maxPixels())
+	f, ok := lookupFormat(format)
+	if !ok { // Validate has checked c.Format, and detect returns registered names
+		return nil, fmt.Errorf("sources: no format %q", format)
 	}
+	return f.Open(c, paths)
 }
 
 func (c Config) all() []string {
@@ -197,12 +181,6 @@ func expand(patterns []string) ([]string, error) {
 	return out, nil
 }
 
-// extensions of the files of a Parquet or Arrow dataset inside a folder.
-var formatExt = map[string][]string{
-	FormatParquet: {".parquet", ".parq", ".pq"},
-	FormatArrow:   {".arrow", ".arrows", ".ipc", ".feather"},
-}
-
 // detect finds the format of paths: from the first bytes of files, and
 // for a folder, from the data files it holds (else it is an image folder).
 func detect(paths []string) (string, error) {
@@ -220,18 +198,22 @@ func detect(paths []string) (string, error) {
 	return format, nil
 }
 
+// detectOne finds the format of one path: for a directory, the first
+// format in Order that claims it; for a file, the first whose Magic
+// matches its first bytes, else the first whose Exts has its extension.
 func detectOne(p string) (string, error) {
 	st, err := os.Stat(p)
 	if err != nil {
 		return "", fmt.Errorf("sources: %w", err)
 	}
+	fs := registeredFormats()
 	if st.IsDir() {
-		for _, f := range []string{FormatParquet, FormatArrow} {
-			if fs, _ := dataFiles(p, f); len(fs) > 0 {
-				return f, nil
+		for _, f := range fs {
+			if f.detectsDir(p) {
+				return f.Name, nil
 			}
 		}
-		return FormatFolder, nil
+		return "", fmt.Errorf("sources: %s: no format reads this folder; set format", p)
 	}
 	f, err := os.Open(p)
 	if err != nil {
@@ -250,26 +232,24 @@ func detectOne(p string) (string, error) {
 			}
 		}
 	}
-	switch {
-	case bytes.HasPrefix(head, []byte("PAR1")):
-		return FormatParquet, nil
-	case bytes.HasPrefix(head, []byte("ARROW1")), bytes.HasPrefix(head, []byte{0xff, 0xff, 0xff, 0xff}):
-		return FormatArrow, nil
-	case len(head) >= 4 && head[0] == 0 && head[1] == 0 && head[2] == 0x08 && (head[3] == 1 || head[3] == 3):
-		return FormatIDX, nil
+	for _, f := range fs {
+		if f.Magic != nil && f.Magic(head) {
+			return f.Name, nil
+		}
 	}
 	ext := strings.ToLower(filepath.Ext(p))
-	for f, exts := range formatExt {
-		if slices.Contains(exts, ext) {
-			return f, nil
+	for _, f := range fs {
+		if slices.Contains(f.Exts, ext) {
+			return f.Name, nil
 		}
 	}
 	return "", fmt.Errorf("sources: %s: cannot tell its format from its first bytes or its name; set format", p)
 }
 
-// filesOf lists the data files of paths: files as they are, folders
-// replaced by their data files (not recursively), in sorted order.
-func filesOf(paths []string, format string) ([]string, error) {
+// filesOf lists the data files of paths, for format whose files have the
+// extensions exts: files as they are, folders replaced by their data files
+// (not recursively), in sorted order.
+func filesOf(paths []string, format string, exts []string) ([]string, error) {
 	var out []string
 	for _, p := range paths {
 		st, err := os.Stat(p)
@@ -280,12 +260,12 @@ func filesOf(paths []string, format string) ([]string, error) {
 			out = append(out, p)
 			continue
 		}
-		fs, err := dataFiles(p, format)
+		fs, err := dataFiles(p, exts)
 		if err != nil {
 			return nil, err
 		}
 		if len(fs) == 0 {
-			return nil, fmt.Errorf("sources: %s: no %s files (%s) in this folder", p, format, strings.Join(formatExt[format], ", "))
+			return nil, fmt.Errorf("sources: %s: no %s files (%s) in this folder", p, format, strings.Join(exts, ", "))
 		}
 		out = append(out, fs...)
 	}
@@ -293,7 +273,9 @@ func filesOf(paths []string, format string) ([]string, error) {
 	return out, nil
 }
 
-func dataFiles(dir, format string) ([]string, error) {
+// dataFiles lists the files of dir (not hidden, not in sub-directories)
+// with one of the extensions exts.
+func dataFiles(dir string, exts []string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("sources: %w", err)
@@ -303,7 +285,7 @@ func dataFiles(dir, format string) ([]string, error) {
 		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		if slices.Contains(formatExt[format], strings.ToLower(filepath.Ext(e.Name()))) {
+		if slices.Contains(exts, strings.ToLower(filepath.Ext(e.Name()))) {
 			out = append(out, filepath.Join(dir, e.Name()))
 		}
 	}

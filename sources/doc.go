@@ -11,7 +11,7 @@
 //	idx      about 1 MiB of images       Image: *image.Gray (raw pixels)
 //
 // Open dispatches on Config.Format, or detects it from the files' first
-// bytes. Parquet and Arrow datasets take the Hugging Face image layout
+// bytes, to a registered Format (format.go). Parquet and Arrow datasets take the Hugging Face image layout
 // (image: struct<bytes: binary, path: string>, label: int64 or int32) or a
 // plain binary column, with configurable column names, across many files
 // or a glob; the label is optional. A folder holds one sub-folder per class
@@ -21,6 +21,17 @@
 // Every sample has a stable Index, its row number over all of the dataset's
 // files in sorted order, which shuffling and sharding never change; a Label
 // or pipeline.NoLabel; and an Origin naming its file and row for messages.
+//
+// # Adding a format
+//
+// Each format registers itself with RegisterFormat from an init function
+// in its own file (parquet.go, arrow.go, folder.go, idx.go): its name, its
+// place in detection (Order), how its files are recognised (Magic, Exts,
+// DetectDir), whether it takes columns or a labels file, and its Open,
+// which returns a Dataset. Config.Validate, detection, Open, the CLI's
+// --format and flows.OpenDataset then know it; nothing else changes. A
+// new format is one new file plus its test: ExampleRegisterFormat
+// (example_format_test.go) is one, a toy format of solid gray images.
 //
 // # Streaming
 //

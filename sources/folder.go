@@ -14,6 +14,25 @@ import (
 	"github.com/contrastream/contrastream/pipeline"
 )
 
+// FormatFolder is the image folder format: a directory of one sub-folder
+// per class, or of unlabeled images. Detection takes every directory that
+// no format before it (parquet, arrow) claims for one.
+const FormatFolder = "folder"
+
+func init() {
+	RegisterFormat(Format{
+		Name:      FormatFolder,
+		Order:     30,
+		DetectDir: func(string) bool { return true },
+		Open: func(c Config, paths []string) (Dataset, error) {
+			if len(paths) != 1 {
+				return nil, fmt.Errorf("sources: path: a folder dataset takes one folder, got %d paths", len(paths))
+			}
+			return openFolder(paths[0], c.maxPixels())
+		},
+	})
+}
+
 // folderChunk is the number of files per chunk of an image folder: small,
 // so that shuffling mixes many places of a folder sorted by class.
 const folderChunk = 64

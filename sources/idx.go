@@ -17,6 +17,28 @@ import (
 	"github.com/contrastream/contrastream/pipeline"
 )
 
+// FormatIDX is the IDX (MNIST) format: an images file and an optional
+// labels file (Config.Labels), each gzipped or not, recognised by their
+// magic numbers 0x00000803 and 0x00000801.
+const FormatIDX = "idx"
+
+func init() {
+	RegisterFormat(Format{
+		Name:  FormatIDX,
+		Order: 40,
+		Magic: func(head []byte) bool {
+			return len(head) >= 4 && head[0] == 0 && head[1] == 0 && head[2] == 0x08 && (head[3] == 1 || head[3] == 3)
+		},
+		LabelsFile: true,
+		Open: func(c Config, paths []string) (Dataset, error) {
+			if len(paths) != 1 {
+				return nil, fmt.Errorf("sources: path: an idx dataset takes one images file (and labels), got %d paths", len(paths))
+			}
+			return OpenIDX(paths[0], c.Labels, c.maxPixels())
+		},
+	})
+}
+
 // idxChunkBytes is the target size of an IDX chunk's pixels: 1 MiB, 1337
 // images of 28×28.
 const idxChunkBytes = 1 << 20

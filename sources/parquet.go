@@ -16,6 +16,28 @@ import (
 	"github.com/contrastream/contrastream/pipeline"
 )
 
+// FormatParquet is the Parquet format: files that start with "PAR1" or
+// are named .parquet, .parq or .pq, or a folder holding such files.
+const FormatParquet = "parquet"
+
+func init() {
+	exts := []string{".parquet", ".parq", ".pq"}
+	RegisterFormat(Format{
+		Name:    FormatParquet,
+		Order:   10,
+		Magic:   func(head []byte) bool { return bytes.HasPrefix(head, []byte("PAR1")) },
+		Exts:    exts,
+		Columns: true,
+		Open: func(c Config, paths []string) (Dataset, error) {
+			files, err := filesOf(paths, FormatParquet, exts)
+			if err != nil {
+				return nil, err
+			}
+			return openParquet(files, newColumns(c.ImageColumn, c.LabelColumn))
+		},
+	})
+}
+
 // parquetDataset reads Parquet files one row group at a time. It keeps each
 // file's metadata (parsed once at Open) and opens the file again for each
 // row group, so it holds no file descriptor between reads and ReadChunk is

@@ -15,7 +15,7 @@ import (
 func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("ingest", stderr)
 	out := fs.String("out", "", "the Parquet `file` to write (required)")
-	format := fs.String("format", "", "the source's format: idx, folder, parquet, arrow (default: detected)")
+	format := fs.String("format", "", "the source's format: "+strings.Join(sources.FormatNames(), ", ")+" (default: detected)")
 	labels := fs.String("labels", "", "the IDX labels `file` (for an IDX source)")
 	perClass := fs.Int("per-class", 0, "keep only the first `N` samples of each label (0: all)")
 	rowGroup := fs.Int("row-group", sinks.DefaultRowGroupSize, "rows per Parquet row group")

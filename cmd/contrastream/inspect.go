@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/contrastream/contrastream/flows"
 	"github.com/contrastream/contrastream/sinks"
@@ -12,7 +13,7 @@ import (
 
 func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("inspect", stderr)
-	format := fs.String("format", "", "the dataset's format: parquet, arrow, folder, idx (default: detected)")
+	format := fs.String("format", "", "the dataset's format: "+strings.Join(sources.FormatNames(), ", ")+" (default: detected)")
 	labels := fs.String("labels", "", "the IDX labels `file` (for an IDX dataset)")
 	imageCol := fs.String("image-column", "", "the image `column` of a Parquet or Arrow dataset (default image)")
 	labelCol := fs.String("label-column", "", "the label `column` of a Parquet or Arrow dataset (default label)")

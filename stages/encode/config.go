@@ -2,27 +2,10 @@ package encode
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/contrastream/contrastream/pipeline"
-)
-
-// The architectures New and NewWeights know.
-const (
-	// ConvNetS is convnet-s: three conv3x3-BatchNorm-ReLU blocks of 32, 64
-	// and 128 channels, a 2×2 max-pool after the first two, a global average
-	// pool to 128 features, and the projection head.
-	ConvNetS = "convnet-s"
-	// ResNet18 is the CIFAR-style ResNet-18 (resnet.go): a 3×3 stem
-	// without max-pool, four stages of two BasicBlocks of Width, 2·Width,
-	// 4·Width and 8·Width channels, a global average pool to 8·Width
-	// features, and the projection head.
-	ResNet18 = "resnet18"
-	// ViT is a small Vision Transformer (vit.go): a strided-convolution
-	// patch embedding of Width dimensions, a class token and learned
-	// position embeddings, Depth pre-norm Transformer blocks of Heads
-	// heads and an MLP of MLP units, a final LayerNorm, and the class token
-	// as the Width features, then the projection head.
-	ViT = "vit"
 )
 
 // Defaults and bounds of Config and Input.
@@ -36,11 +19,6 @@ const (
 	DefaultOut = 128
 	// MaxWidth bounds Config.Hidden and Config.Out.
 	MaxWidth = 1 << 14
-	// DefaultResNetWidth is resnet18's Config.Width when it is zero: the
-	// standard ResNet-18 of 64 to 512 channels.
-	DefaultResNetWidth = 64
-	// MaxResNetWidth bounds Config.Width.
-	MaxResNetWidth = 1024
 	// MaxSide bounds the input's height and width.
 	MaxSide = 4096
 	// MaxShard bounds the shard size of a Replica.
@@ -58,8 +36,9 @@ const (
 // Config describes an encoder. Its zero value is convnet-s with a
 // Linear(128,128)-ReLU-Linear(128,128) projection head, the reference's.
 type Config struct {
-	// Arch names the architecture: "convnet-s" (the default) or
-	// "resnet18".
+	// Arch names the architecture: "convnet-s" (the default), "resnet18",
+	// "vit", or another registered with RegisterArch (ArchNames lists
+	// them).
 	Arch string `yaml:"arch"`
 	// Hidden is the width of the projection head's hidden layer, in
 	// [1, MaxWidth]. Default 128.
@@ -93,31 +72,21 @@ type Config struct {
 // Validate reports the first impossible value as a *pipeline.FieldError
 // naming the field as the flow's YAML spells it. The zero Config is valid.
 func (c Config) Validate() error {
-	if c.Arch != ViT {
-		for _, f := range []struct {
-			name string
-			v    int
-		}{{"patch", c.Patch}, {"depth", c.Depth}, {"heads", c.Heads}, {"mlp", c.MLP}} {
-			if f.v != 0 {
-				return &pipeline.FieldError{Field: f.name, Msg: fmt.Sprintf("applies to %s only, got %d", ViT, f.v)}
-			}
+	a, ok := lookupArch(c.Arch)
+	if !ok {
+		known := ArchNames()
+		for i, n := range known {
+			known[i] = fmt.Sprintf("%q", n)
+		}
+		return &pipeline.FieldError{Field: "arch", Msg: fmt.Sprintf("unknown architecture %q (known: %s)", c.Arch, strings.Join(known, ", "))}
+	}
+	for _, f := range archFields {
+		if v := f.get(c); v != 0 && !slices.Contains(a.Fields(), f.name) {
+			return &pipeline.FieldError{Field: f.name, Msg: fmt.Sprintf("applies to %s only, got %d", archsReading(f.name), v)}
 		}
 	}
-	switch c.Arch {
-	case "", ConvNetS:
-		if c.Width != 0 {
-			return &pipeline.FieldError{Field: "width", Msg: fmt.Sprintf("applies to %s only (convnet-s has fixed widths), got %d", ResNet18, c.Width)}
-		}
-	case ResNet18:
-		if c.Width < 0 || c.Width > MaxResNetWidth {
-			return &pipeline.FieldError{Field: "width", Msg: fmt.Sprintf("must be in [1, %d] (0: %d), got %d", MaxResNetWidth, DefaultResNetWidth, c.Width)}
-		}
-	case ViT:
-		if err := c.validateViT(); err != nil {
-			return err
-		}
-	default:
-		return &pipeline.FieldError{Field: "arch", Msg: fmt.Sprintf("unknown architecture %q (known: %q, %q, %q)", c.Arch, ConvNetS, ResNet18, ViT)}
+	if err := a.Validate(c); err != nil {
+		return err
 	}
 	if c.Hidden < 0 || c.Hidden > MaxWidth {
 		return &pipeline.FieldError{Field: "hidden", Msg: fmt.Sprintf("must be in [1, %d] (0: %d), got %d", MaxWidth, DefaultHidden, c.Hidden)}
@@ -128,11 +97,26 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// withDefaults returns c with its zero fields replaced by their defaults.
+// archFields are the fields of Config that only some architectures read
+// (those whose Arch.Fields name them), by YAML name, in the order Validate
+// checks them.
+var archFields = []struct {
+	name string
+	get  func(Config) int
+}{
+	{"patch", func(c Config) int { return c.Patch }},
+	{"depth", func(c Config) int { return c.Depth }},
+	{"heads", func(c Config) int { return c.Heads }},
+	{"mlp", func(c Config) int { return c.MLP }},
+	{"width", func(c Config) int { return c.Width }},
+}
+
 // WithDefaults returns c with every default filled in (as the encoder is
 // built), so that two configs can be compared.
 func (c Config) WithDefaults() Config { return c.withDefaults() }
 
+// withDefaults returns c with its zero fields replaced by their defaults:
+// the architecture's, then the head's.
 func (c Config) withDefaults() Config {
 	if c.Arch == "" {
 		c.Arch = DefaultArch
@@ -143,13 +127,19 @@ func (c Config) withDefaults() Config {
 	if c.Out == 0 {
 		c.Out = DefaultOut
 	}
-	if c.Arch == ResNet18 && c.Width == 0 {
-		c.Width = DefaultResNetWidth
-	}
-	if c.Arch == ViT {
-		c = c.vitDefaults()
+	if a, ok := lookupArch(c.Arch); ok {
+		c = a.Defaults(c)
 	}
 	return c
+}
+
+// arch is c's architecture, which Validate has checked is registered.
+func (c Config) arch() Arch {
+	a, ok := lookupArch(c.Arch)
+	if !ok {
+		panic(fmt.Sprintf("encode: unknown architecture %q (Config not validated)", c.Arch))
+	}
+	return a
 }
 
 // Input is the shape of one input image, channels × height × width, as the

@@ -44,6 +44,22 @@
 // optimizer updates Param.Data between steps, and every replica sees it.
 // Each replica keeps its own running statistics (Buffers).
 //
+// # Adding an architecture
+//
+// Each architecture is an Arch registered with RegisterArch from an init
+// function in its own file (convnet.go, resnet.go, vit.go), and
+// Config.Arch names it (ArchNames lists them). The Arch says which of
+// Config's fields it reads, with their defaults and bounds, and which
+// inputs it takes; it appends its backbone's parameters and buffers to new
+// Weights under their PyTorch names, builds the backbone's graph up to the
+// features from the package's ops, and counts its buffers for the memory
+// estimates. The projection head, the replicas, the Pool, checkpoints and
+// flows are the same for every architecture, so a new one is one new file
+// of package encode plus its test: ExampleRegisterArch
+// (example_arch_test.go) adds "tiny", one convolution and a pool, and
+// trains it; TestEveryArch checks every registered architecture against
+// what the package expects (ParamCount, shapes, finite gradients).
+//
 // # Graph
 //
 // Forward and backward are one graph: the forward part, then gorgonia's

@@ -37,9 +37,25 @@ type layerCounts struct {
 	cols  float64 // per replica: one image's im2col columns, summed over the convolutions
 	conv  float64 // per replica: convolution weights (dW and a transposed copy in training)
 	ops   float64 // per replica: the ops of the graph
+	// params is the number of the parameters (of the backbone, from an
+	// Arch's Count; of the whole encoder, from Config.counts).
+	params float64
 }
 
-// counts walks c's layers (defaults filled in) on input in.
+// addConv counts a bias-free convolution of out k×k filters, stride s,
+// padding p, on ch×h×w, and the BatchNorm after it; it returns the output's
+// height and width.
+func (lc *layerCounts) addConv(ch, h, w, out, k, s, p int) (int, int) {
+	oh, ow := (h+2*p-k)/s+1, (w+2*p-k)/s+1
+	lc.out += 2 * float64(out) * float64(oh*ow) // the convolution, then its BatchNorm
+	lc.cols += float64(ch*k*k) * float64(oh*ow)
+	lc.ops += 2
+	lc.conv += float64(out) * float64(ch*k*k)
+	return oh, ow
+}
+
+// counts walks c's layers (defaults filled in) on input in: its
+// architecture's Count, then the head's.
 func (c Config) counts(in Input) (layerCounts, error) {
 	if err := c.Validate(); err != nil {
 		return layerCounts{}, fmt.Errorf("encode: %w", err)
@@ -48,68 +64,15 @@ func (c Config) counts(in Input) (layerCounts, error) {
 		return layerCounts{}, err
 	}
 	c = c.withDefaults()
-	var lc layerCounts
-	conv := func(ch, h, w, out, k, s, p int) (int, int) {
-		oh, ow := (h+2*p-k)/s+1, (w+2*p-k)/s+1
-		lc.out += 2 * float64(out) * float64(oh*ow) // the convolution, then its BatchNorm
-		lc.cols += float64(ch*k*k) * float64(oh*ow)
-		lc.ops += 2
-		lc.conv += float64(out) * float64(ch*k*k)
-		return oh, ow
+	a := c.arch()
+	if err := a.CheckInput(c, in); err != nil {
+		return layerCounts{}, fmt.Errorf("encode: %w", err)
 	}
-	var feats int
-	switch c.Arch {
-	case ConvNetS:
-		ch, h, w := in.C, in.H, in.W
-		for _, b := range convnetS {
-			h, w = conv(ch, h, w, b.out, 3, 1, 1)
-			ch = b.out
-			if b.pool {
-				h, w = h/2, w/2
-				lc.out += float64(ch * h * w)
-				lc.saved += float64(ch * h * w) // the argmax indices, int32
-				lc.ops++
-			}
-		}
-		feats = ch
-	case ResNet18:
-		ch, h, w := c.Width, in.H, in.W
-		h, w = conv(in.C, h, w, ch, 3, 1, 1)
-		for _, b := range resnet18Blocks(c.Width) {
-			oh, ow := conv(b.in, h, w, b.out, 3, b.str, 1)
-			conv(b.out, oh, ow, b.out, 3, 1, 1)
-			if b.downsample() {
-				conv(b.in, h, w, b.out, 1, b.str, 0)
-			}
-			h, w, ch = oh, ow, b.out
-			lc.out += float64(ch) * float64(h*w) // the residual sum
-			lc.ops++
-		}
-		feats = ch
-	case ViT:
-		if err := c.vitInput(in); err != nil {
-			return layerCounts{}, fmt.Errorf("encode: %w", err)
-		}
-		t, d, mlp := float64(c.vitTokens(in)), float64(c.Width), float64(c.MLP)
-		lc.saved += (t - 1) * float64(in.C*c.Patch*c.Patch) // the patch rows
-		lc.out += t * d                                     // the embedded tokens
-		lc.conv += d * float64(in.C*c.Patch*c.Patch)
-		per := 2*t*d + // the LayerNorms
-			3*t*d + // qkv
-			t*d + // the attention's output
-			2*t*d + // the projection and the residual sum
-			2*t*mlp + // fc1 and GELU
-			2*t*d // fc2 and the residual sum
-		saved := float64(c.Heads)*t*t + // the attention's probabilities
-			t*mlp + // GELU's Φ(x)
-			4*t // the LayerNorms' means and inverse deviations
-		lc.out += float64(c.Depth)*per + 2*d // and the class token with its LayerNorm
-		lc.saved += float64(c.Depth) * saved
-		lc.ops += 2 + 11*float64(c.Depth)
-		feats = c.Width
-	}
-	lc.out += float64(feats) + 3*float64(c.Hidden) + 2*float64(c.Out) // the pooled features, the head
+	lc := a.Count(c, in)
+	feats, h, o := float64(a.Features(c)), float64(c.Hidden), float64(c.Out)
+	lc.out += feats + 3*h + 2*o // the pooled features, the head
 	lc.ops += 6
+	lc.params = lc.params + feats*h + h + h*o + o
 	return lc, nil
 }
 
@@ -123,37 +86,7 @@ func (c Config) ParamCount(in Input) (int64, error) {
 // params is ParamCount as a float64.
 func (c Config) params(in Input) (float64, error) {
 	lc, err := c.counts(in)
-	if err != nil {
-		return 0, err
-	}
-	c = c.withDefaults()
-	n := lc.conv
-	var feats float64
-	switch c.Arch {
-	case ConvNetS:
-		for _, b := range convnetS {
-			n += 2 * float64(b.out) // BatchNorm's scale and shift
-		}
-		feats = convnetSFeatures
-	case ResNet18:
-		bn := float64(c.Width) // the channels of every BatchNorm
-		for _, b := range resnet18Blocks(c.Width) {
-			bn += 2 * float64(b.out)
-			if b.downsample() {
-				bn += float64(b.out)
-			}
-		}
-		n += 2 * bn
-		feats = float64(resnet18Features(c.Width))
-	case ViT:
-		t, d, mlp := float64(c.vitTokens(in)), float64(c.Width), float64(c.MLP)
-		n += d + t*d + d // the class token, the position embedding, the patch bias
-		n += float64(c.Depth) * (2*d + 3*d*d + 3*d + d*d + d + 2*d + d*mlp + mlp + mlp*d + d)
-		n += 2 * d // the final LayerNorm
-		feats = d
-	}
-	h, o := float64(c.Hidden), float64(c.Out)
-	return n + feats*h + h + h*o + o, nil
+	return lc.params, err
 }
 
 // ReplicaBytes estimates the memory a Replica of c's encoder on images of
@@ -176,10 +109,7 @@ func (c Config) replicaBytes(in Input, n int, backward bool) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	p, err := c.params(in)
-	if err != nil {
-		return 0, err
-	}
+	p := lc.params
 	perImage := lc.out + lc.saved
 	fixed := p + lc.cols // Param.Grad; the im2col columns
 	if backward {
@@ -245,14 +175,12 @@ func saturate(v float64) int64 {
 
 // Features is the size of the features of c's encoder, its backbone's
 // output: 128 for convnet-s, 8·Width for resnet18 (512 by default), Width
-// for vit (64 by default).
+// for vit (64 by default); 0 for an unknown architecture.
 func (c Config) Features() int {
 	c = c.withDefaults()
-	switch c.Arch {
-	case ResNet18:
-		return resnet18Features(c.Width)
-	case ViT:
-		return c.Width
+	a, ok := lookupArch(c.Arch)
+	if !ok {
+		return 0
 	}
-	return convnetSFeatures
+	return a.Features(c)
 }

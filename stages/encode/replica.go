@@ -113,19 +113,8 @@ func NewReplica(w *Weights, n int) (r *Replica, err error) {
 	xNode := G.NewTensor(r.g, tensor.Float32, 4, G.WithShape(n, in.C, in.H, in.W), G.WithName("input"), G.WithValue(r.x))
 	nb := &netBuilder{st: r.st, n: n, param: paramNodes, buf: buf}
 	h := &act{node: xNode, c: in.C, h: in.H, w: in.W}
-	switch w.Config().Arch {
-	case ViT:
-		r.featNode, err = nb.vit(h, w.Config()) // its features: the class token
-	case ResNet18:
-		h, err = nb.resnet18(h, w.Config().Width)
-	default:
-		h, err = nb.convnetS(h)
-	}
-	if err != nil {
+	if r.featNode, err = w.Config().arch().Build(nb, h, w.Config()); err != nil {
 		return nil, err
-	}
-	if r.featNode == nil {
-		r.featNode = G.Must(G.ApplyOp(newGAPOp("features", r.st, n, h.c, h.h, h.w), h.node))
 	}
 	// The head, in gorgonia's own ops: y = x·Wᵀ + b (PyTorch's Linear).
 	linear := func(x *G.Node, name string) *G.Node {

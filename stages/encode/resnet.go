@@ -3,6 +3,7 @@ package encode
 import (
 	"fmt"
 
+	"github.com/contrastream/contrastream/pipeline"
 	G "gorgonia.org/gorgonia"
 )
 
@@ -47,6 +48,82 @@ import (
 // cmd/reference/resnet_reference.py; README, Performance), with a peak
 // RSS of 5.1 GB against 2.3 GB: a replica keeps every activation and its
 // gradient, about 15 MB per 32×32 image.
+
+// ResNet18 is the CIFAR-style ResNet-18: a 3×3 stem without max-pool,
+// four stages of two BasicBlocks of Width, 2·Width, 4·Width and 8·Width
+// channels, a global average pool to 8·Width features, and the projection
+// head. Its one option is Width.
+const ResNet18 = "resnet18"
+
+// resnet18's defaults and bounds.
+const (
+	// DefaultResNetWidth is resnet18's Config.Width when it is zero: the
+	// standard ResNet-18 of 64 to 512 channels.
+	DefaultResNetWidth = 64
+	// MaxResNetWidth bounds Config.Width.
+	MaxResNetWidth = 1024
+)
+
+func init() { RegisterArch(resnet18Arch{}) }
+
+// resnet18Arch is resnet18 as an Arch.
+type resnet18Arch struct{}
+
+func (resnet18Arch) Name() string                   { return ResNet18 }
+func (resnet18Arch) Fields() []string               { return []string{"width"} }
+func (resnet18Arch) CheckInput(Config, Input) error { return nil }
+func (resnet18Arch) Features(c Config) int          { return resnet18Features(c.Width) }
+
+func (resnet18Arch) Defaults(c Config) Config {
+	if c.Width == 0 {
+		c.Width = DefaultResNetWidth
+	}
+	return c
+}
+
+func (resnet18Arch) Validate(c Config) error {
+	if c.Width < 0 || c.Width > MaxResNetWidth {
+		return &pipeline.FieldError{Field: "width", Msg: fmt.Sprintf("must be in [1, %d] (0: %d), got %d", MaxResNetWidth, DefaultResNetWidth, c.Width)}
+	}
+	return nil
+}
+
+func (resnet18Arch) Params(w *Weights, in Input, ini initer) { w.resnet18Params(in.C, ini.uniform) }
+
+// Build adds resnet18's backbone and its global average pool on x.
+func (resnet18Arch) Build(nb *netBuilder, x *act, c Config) (*G.Node, error) {
+	h, err := nb.resnet18(x, c.Width)
+	if err != nil {
+		return nil, err
+	}
+	return nb.gap(h), nil
+}
+
+// Count counts resnet18's layers on in.
+func (resnet18Arch) Count(c Config, in Input) layerCounts {
+	var lc layerCounts
+	ch, h, w := c.Width, in.H, in.W
+	h, w = lc.addConv(in.C, h, w, ch, 3, 1, 1)
+	for _, b := range resnet18Blocks(c.Width) {
+		oh, ow := lc.addConv(b.in, h, w, b.out, 3, b.str, 1)
+		lc.addConv(b.out, oh, ow, b.out, 3, 1, 1)
+		if b.downsample() {
+			lc.addConv(b.in, h, w, b.out, 1, b.str, 0)
+		}
+		h, w, ch = oh, ow, b.out
+		lc.out += float64(ch) * float64(h*w) // the residual sum
+		lc.ops++
+	}
+	bn := float64(c.Width) // the channels of every BatchNorm
+	for _, b := range resnet18Blocks(c.Width) {
+		bn += 2 * float64(b.out)
+		if b.downsample() {
+			bn += float64(b.out)
+		}
+	}
+	lc.params = lc.conv + 2*bn
+	return lc
+}
 
 // resnet18Features is the size of resnet18's features at base width w.
 func resnet18Features(width int) int { return 8 * width }

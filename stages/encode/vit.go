@@ -54,6 +54,61 @@ import (
 // replica holds about 0.3 MB per image; the ops reuse their buffers
 // across steps (a pool step allocates 3.2 MB in all).
 
+// ViT is a small Vision Transformer: a strided-convolution patch
+// embedding of Width dimensions, a class token and learned position
+// embeddings, Depth pre-norm Transformer blocks of Heads heads and an MLP
+// of MLP units, a final LayerNorm, and the class token as the Width
+// features, then the projection head. Its options are Width, Patch,
+// Depth, Heads and MLP.
+const ViT = "vit"
+
+func init() { RegisterArch(vitArch{}) }
+
+// vitArch is vit as an Arch.
+type vitArch struct{}
+
+func (vitArch) Name() string                            { return ViT }
+func (vitArch) Fields() []string                        { return []string{"width", "patch", "depth", "heads", "mlp"} }
+func (vitArch) Defaults(c Config) Config                { return c.vitDefaults() }
+func (vitArch) Validate(c Config) error                 { return c.validateViT() }
+func (vitArch) CheckInput(c Config, in Input) error     { return c.vitInput(in) }
+func (vitArch) Features(c Config) int                   { return c.Width }
+func (vitArch) Params(w *Weights, in Input, ini initer) { w.vitParams(in, ini.uniform, ini.rng) }
+
+// Build adds vit's backbone on x; its features are the class token.
+func (vitArch) Build(nb *netBuilder, x *act, c Config) (*G.Node, error) { return nb.vit(x, c) }
+
+// initHead initialises the head's Linears as timm does every Linear: the
+// weight from truncNormal, the bias 0.
+func (vitArch) initHead(weight, _ *Tensor, _ int, ini initer) { truncNormal(weight, ini.rng) }
+
+// Count counts vit's layers on in (whose sides the patch size divides).
+func (vitArch) Count(c Config, in Input) layerCounts {
+	var lc layerCounts
+	t, d, mlp := float64(c.vitTokens(in)), float64(c.Width), float64(c.MLP)
+	lc.saved += (t - 1) * float64(in.C*c.Patch*c.Patch) // the patch rows
+	lc.out += t * d                                     // the embedded tokens
+	lc.conv += d * float64(in.C*c.Patch*c.Patch)
+	per := 2*t*d + // the LayerNorms
+		3*t*d + // qkv
+		t*d + // the attention's output
+		2*t*d + // the projection and the residual sum
+		2*t*mlp + // fc1 and GELU
+		2*t*d // fc2 and the residual sum
+	saved := float64(c.Heads)*t*t + // the attention's probabilities
+		t*mlp + // GELU's Φ(x)
+		4*t // the LayerNorms' means and inverse deviations
+	lc.out += float64(c.Depth)*per + 2*d // and the class token with its LayerNorm
+	lc.saved += float64(c.Depth) * saved
+	lc.ops += 2 + 11*float64(c.Depth)
+	n := lc.conv
+	n += d + t*d + d // the class token, the position embedding, the patch bias
+	n += float64(c.Depth) * (2*d + 3*d*d + 3*d + d*d + d + 2*d + d*mlp + mlp + mlp*d + d)
+	n += 2 * d // the final LayerNorm
+	lc.params = n
+	return lc
+}
+
 // vit's defaults and bounds.
 const (
 	DefaultViTPatch = 7

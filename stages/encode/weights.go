@@ -3,7 +3,6 @@ package encode
 import (
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 
@@ -62,24 +61,6 @@ func CopyTensors(dst, src []*Tensor) error {
 	return nil
 }
 
-// The layers of convnet-s, by their PyTorch names (index in the
-// nn.Sequential backbone and head).
-type convBlock struct {
-	conv, bn string // "backbone.0", "backbone.1"
-	out      int    // output channels
-	pool     bool   // 2×2 max-pool after the ReLU
-}
-
-var convnetS = []convBlock{
-	{"backbone.0", "backbone.1", 32, true},
-	{"backbone.4", "backbone.5", 64, true},
-	{"backbone.8", "backbone.9", 128, false},
-}
-
-// convnetSFeatures is the size of convnet-s's features (the global average
-// pool of the last block).
-const convnetSFeatures = 128
-
 // The head's layers.
 const (
 	head0 = "head.0"
@@ -107,7 +88,8 @@ type Weights struct {
 // images of shape in, with PyTorch's default initialisation: convolution
 // and Linear weights and Linear biases uniform in ±1/√fan_in (Kaiming
 // uniform with a = √5), BatchNorm scales 1 and shifts 0, running means 0
-// and variances 1. The draws come from rng; nil means a PCG seeded (0, 0).
+// and variances 1 (vit: timm's; see its Arch). The draws come from rng;
+// nil means a PCG seeded (0, 0).
 func NewWeights(cfg Config, in Input, rng *rand.Rand) (*Weights, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
@@ -115,65 +97,33 @@ func NewWeights(cfg Config, in Input, rng *rand.Rand) (*Weights, error) {
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Arch == ViT {
-		if err := cfg.withDefaults().vitInput(in); err != nil {
-			return nil, fmt.Errorf("encode: %w", err)
-		}
+	cfg = cfg.withDefaults()
+	a := cfg.arch()
+	if err := a.CheckInput(cfg, in); err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
 	}
 	if rng == nil {
 		rng = rand.New(rand.NewPCG(0, 0))
 	}
-	cfg = cfg.withDefaults()
+	ini := initer{rng: rng}
 	w := &Weights{cfg: cfg, in: in}
-	uniform := func(t *Tensor, fanIn int) {
-		b := 1 / math.Sqrt(float64(fanIn))
-		for i := range t.Data {
-			t.Data[i] = float32((2*rng.Float64() - 1) * b)
-		}
-	}
-	switch cfg.Arch {
-	case ViT:
-		w.vitParams(in, uniform, rng)
-	case ResNet18:
-		w.resnet18Params(in.C, uniform)
-	default:
-		w.convnetSParams(in.C, uniform)
-	}
+	a.Params(w, in, ini)
+	hi, custom := a.(headIniter)
 	for _, l := range []struct {
 		name    string
 		in, out int
 	}{{head0, w.Features(), cfg.Hidden}, {head2, cfg.Hidden, cfg.Out}} {
 		lw := newTensor(l.name+".weight", false, l.out, l.in)
 		lb := newTensor(l.name+".bias", true, l.out)
-		if cfg.Arch == ViT {
-			truncNormal(lw, rng) // timm's init of every Linear; bias 0
+		if custom {
+			hi.initHead(lw, lb, l.in, ini)
 		} else {
-			uniform(lw, l.in)
-			uniform(lb, l.in)
+			ini.uniform(lw, l.in)
+			ini.uniform(lb, l.in)
 		}
 		w.Params = append(w.Params, lw, lb)
 	}
 	return w, nil
-}
-
-// convnetSParams appends convnet-s's backbone parameters and buffers for
-// c input channels, drawing the convolutions' weights with uniform.
-func (w *Weights) convnetSParams(c int, uniform func(t *Tensor, fanIn int)) {
-	for _, b := range convnetS {
-		cw := newTensor(b.conv+".weight", false, b.out, c, 3, 3)
-		uniform(cw, c*9)
-		g := newTensor(b.bn+".weight", true, b.out)
-		for i := range g.Data {
-			g.Data[i] = 1
-		}
-		w.Params = append(w.Params, cw, g, newTensor(b.bn+".bias", true, b.out))
-		rv := newTensor(b.bn+".running_var", false, b.out)
-		for i := range rv.Data {
-			rv.Data[i] = 1
-		}
-		w.Buffers = append(w.Buffers, newTensor(b.bn+".running_mean", false, b.out), rv)
-		c = b.out
-	}
 }
 
 // Config is the configuration the weights were made for, defaults filled
@@ -185,7 +135,7 @@ func (w *Weights) Input() Input { return w.in }
 
 // Features is the size of the encoder's features (the representation
 // before the head): 128 for convnet-s, 8·Width (512) for resnet18, Width
-// (64) for vit.
+// (64) for vit; its Arch's Features.
 func (w *Weights) Features() int { return w.cfg.Features() }
 
 // Out is the size of the projection.
