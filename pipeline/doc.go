@@ -11,12 +11,18 @@
 // every goroutine it started has exited.
 //
 // The elements that cross package boundaries are defined here: Sample (what
-// a source emits), Pair (two augmented views of one sample) and Batch
-// (a fixed-shape batch of pairs).
+// a source emits), Pair (two augmented views of one sample), Batch (a
+// fixed-shape batch of pairs), Encoded (a batch's embeddings on their way
+// through a training step: the stages fill in their gradient, negatives
+// and figures) and StepMetrics (what a step hands the sinks, with a
+// read-only StepState when a sink asks for one: see StateWanter).
 //
 // Per-sample failures (SkipError) are counted by the flow's Skips and do
 // not stop it until a limit is passed; anything else is fatal.
 //
 // The package also holds the flow spec (YAML), the registry of stage kinds
-// and per-stage metrics. It knows nothing of models.
+// and per-stage metrics. It knows no model: embeddings, gradients and
+// training state cross it as plain float32 arrays, and what a training
+// step's stages share (the encoder, the optimizer) is typed by the package
+// that builds the flow (flows), not looked up here.
 package pipeline

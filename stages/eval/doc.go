@@ -10,8 +10,10 @@
 // Linear is the linear probe of the PyTorch reference (linear_probe_acc in
 // cmd/reference/torch_reference.py): features standardised with the
 // training split's mean and standard deviation (Standardize), a softmax
-// regression trained full-batch by Adam (lr 0.01, L2 1e-4, 300 iterations),
-// top-1 on the test split. It is deterministic for a seed and does not
-// depend on the number of workers. CrossEntropy is its loss and gradient,
+// regression trained full-batch by Adam (lr 0.01, L2 1e-4), top-1 on the
+// test split. It runs until the training loss has converged (see
+// LinearTolerance; at most MaxLinearIterations), or for a fixed
+// LinearConfig.Iterations (the reference's 300 to compare with it). It is
+// deterministic for a seed and does not depend on the number of workers. CrossEntropy is its loss and gradient,
 // also used to fine-tune an encoder with a classifier.
 package eval
