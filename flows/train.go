@@ -256,15 +256,16 @@ func (t *parts) buildLoss(c *loss.Config) (pipeline.Stage, error) {
 	if t.encoder == nil {
 		return nil, errors.New("a loss needs the embeddings of an encode stage before it")
 	}
-	switch l.Name() {
-	case loss.TypeSupCon:
-		if !t.plan.Labeled {
-			return nil, &pipeline.FieldError{Field: "type", Msg: "supcon needs labels, and the source's dataset has none: use a labelled dataset (a Parquet or Arrow label column: source.label_column; IDX labels: source.labels; an image folder's sub-folders), or an unsupervised loss (type: ntxent)"}
-		}
-	case loss.TypeInfoNCE:
-		if t.queue == nil {
-			return nil, &pipeline.FieldError{Field: "type", Msg: "infonce takes its negatives from a queue: put a queue stage (after an encode stage with key_encoder: true) before the loss, or use type: ntxent"}
-		}
+	// What the loss's kind needs from the flow, whichever loss it is; the
+	// way out is a loss that needs nothing ("ntxent", and any registered
+	// since).
+	kind, _ := loss.Lookup(c.Type) // known: New validated c
+	plain := strings.Join(loss.NeedingNothing(), " or ")
+	if kind.Needs.Labels && !t.plan.Labeled {
+		return nil, &pipeline.FieldError{Field: "type", Msg: fmt.Sprintf("%s needs labels, and the source's dataset has none: use a labelled dataset (a Parquet or Arrow label column: source.label_column; IDX labels: source.labels; an image folder's sub-folders), or an unsupervised loss (type: %s)", kind.Name, plain)}
+	}
+	if kind.Needs.Queue && t.queue == nil {
+		return nil, &pipeline.FieldError{Field: "type", Msg: fmt.Sprintf("%s takes its negatives from a queue: put a queue stage (after an encode stage with key_encoder: true) before the loss, or use type: %s", kind.Name, plain)}
 	}
 	t.loss = l
 	return loss.Stage(l), nil

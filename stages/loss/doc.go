@@ -74,10 +74,28 @@
 // # Configuration
 //
 // Config (type, temperature, workers) chooses a loss for a flow spec; New
-// builds it. Each loss also has its own config (InfoNCEConfig,
-// NTXentConfig, SupConConfig). In all of them the zero value means the
-// defaults, and Validate returns a *pipeline.FieldError that names the
-// field. The temperature is a pointer: nil (left out of the flow) means the
+// builds it with the Kind that the loss registered under its type. Each
+// built-in loss also has its own config (InfoNCEConfig, NTXentConfig,
+// SupConConfig). In all of them the zero value means the defaults, and
+// Validate returns a *pipeline.FieldError that names the field. The
+// temperature is a pointer: nil (left out of the flow) means the
 // loss's default, and an explicit 0, like any temperature under
 // MinTemperature, is an error rather than the default.
+//
+// # Adding a loss (method)
+//
+// A loss is one file plus its test. Its file implements Loss (Name and
+// Compute: the loss of Inputs and its gradient dL/dZ, through the L2
+// normalisation, with Inputs.Check for the shapes and zero rows for the
+// padding) and registers a Kind from an init function: its Name (the
+// Config.Type and a flow's "type:"), a one-line Doc, its
+// DefaultTemperature (0 for none), New, what it Needs from the training
+// flow (Labels: a labelled dataset; Queue: a queue stage of keys before
+// the loss) and its MemoryBytes. Nothing else changes: Config.Validate and
+// New find it by name, Config.MemoryBytes adds its scratch, and the
+// training flows check its Needs when they build the loss stage, refusing
+// a flow that cannot provide them with an error that names the loss.
+// TestEveryLoss checks every registered loss's gradient against finite
+// differences. Example_register adds a toy, "alignment", in a test file;
+// the flows package's Example_method trains an encoder with it.
 package loss

@@ -7,6 +7,30 @@ import (
 	"github.com/contrastream/contrastream/stages/internal/sgemm"
 )
 
+// TypeInfoNCE is InfoNCE's name, as Config.Type and Loss.Name spell it.
+const TypeInfoNCE = "infonce"
+
+// DefaultInfoNCETemperature is InfoNCE's default temperature, MoCo v2's.
+const DefaultInfoNCETemperature = 0.2
+
+func init() {
+	Register(Kind{
+		Name:               TypeInfoNCE,
+		Doc:                "MoCo's InfoNCE: each query against its key and a queue of earlier keys",
+		DefaultTemperature: DefaultInfoNCETemperature,
+		Needs:              Needs{Queue: true},
+		New: func(c Config) (Loss, error) {
+			return NewInfoNCE(InfoNCEConfig{Temperature: c.Temperature, Workers: c.Workers})
+		},
+		// The scratch of infonce below: about 72·n·d + 4·n·k + 12·k·d bytes
+		// with the stage's buffers.
+		MemoryBytes: func(_ Config, n, d, k int) int64 {
+			nf, df, kf := float64(n), float64(d), float64(k)
+			return saturate(8*(6*nf*df+7*nf+kf*df+kf) + 4*(2*nf*df+nf*kf+kf*df))
+		},
+	})
+}
+
 // InfoNCEConfig configures InfoNCE. Its zero value is MoCo v2's T = 0.2.
 type InfoNCEConfig struct {
 	// Temperature divides the cosine similarities, ≥ MinTemperature.
@@ -76,13 +100,13 @@ func (l *InfoNCE) Temperature() float64 { return l.t }
 
 // Compute implements Loss.
 func (l *InfoNCE) Compute(in Inputs, out *Outputs) error {
-	if err := in.check(TypeInfoNCE); err != nil {
+	if err := in.Check(TypeInfoNCE); err != nil {
 		return err
 	}
 	if in.K < 1 || len(in.Queue) != in.K*in.D {
 		return fmt.Errorf("loss infonce: queue of %d values for K = %d keys of D = %d; want K ≥ 1 and K×D values", len(in.Queue), in.K, in.D)
 	}
-	n, d, rows := in.N, in.D, in.valid()
+	n, d, rows := in.N, in.D, in.ValidN()
 	s := &l.s
 	s.qv = grow(s.qv, rows*d)
 	s.kv = grow(s.kv, rows*d)

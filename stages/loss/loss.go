@@ -8,13 +8,15 @@ import (
 )
 
 // Loss computes a contrastive loss of a batch's embeddings and its
-// gradient with respect to them. InfoNCE, NTXent and SupCon implement it.
+// gradient with respect to them. InfoNCE, NTXent and SupCon implement it;
+// Register makes another known to Config and New.
 //
 // A Loss keeps float64 scratch buffers between calls, so that a step of a
 // given shape allocates nothing after the first; it is therefore not safe
 // for concurrent use. Use one value per training loop.
 type Loss interface {
-	// Name is "infonce", "ntxent" or "supcon".
+	// Name is the name of the loss's Kind: "infonce", "ntxent", "supcon"
+	// or that of a loss registered since.
 	Name() string
 	// Compute reads in and writes the loss, its gradient and the metrics
 	// into out, reusing out.Grad's buffers. It returns an error, and
@@ -34,33 +36,36 @@ type Inputs struct {
 	// N is the number of samples in the batch, padding included; D is the
 	// embedding size. len(Z[v]) must be N×D.
 	N, D int
-	// Labels are the samples' classes, len N (SupCon only; the other losses
-	// ignore them). A label of a valid sample must be ≥ 0.
+	// Labels are the samples' classes, len N, for a loss that needs them
+	// (Needs.Labels: SupCon; the others ignore them). A label of a valid
+	// sample must be ≥ 0.
 	Labels []int64
 	// Valid is the number of real samples, as pipeline.Batch.Valid: samples
 	// Valid…N−1 are padding and take no part in the loss (neither anchor,
 	// positive, negative, nor metric), and their gradient rows are zero.
 	// 0 means N (no padding); otherwise 1 ≤ Valid ≤ N.
 	Valid int
-	// Queue holds K keys of earlier batches, K×D float32 row-major
-	// (InfoNCE only). Its rows need not be normalised; the loss normalises
-	// each.
+	// Queue holds K keys of earlier batches, K×D float32 row-major, for a
+	// loss that needs them (Needs.Queue: InfoNCE). Its rows need not be
+	// normalised; the loss normalises each.
 	Queue []float32
-	// K is the number of queue rows (InfoNCE only), ≥ 1.
+	// K is the number of queue rows (Needs.Queue only), ≥ 1.
 	K int
 }
 
-// valid returns the number of real samples.
-func (in *Inputs) valid() int {
+// ValidN returns the number of real samples: Valid, or N when Valid is 0.
+func (in *Inputs) ValidN() int {
 	if in.Valid == 0 {
 		return in.N
 	}
 	return in.Valid
 }
 
-// check reports the first way in which in's shapes do not fit together,
-// for the loss called name.
-func (in *Inputs) check(name string) error {
+// Check reports the first way in which in's shapes (N, D, Valid and the
+// lengths of Z) do not fit together, as an error that names the loss
+// called name; what a loss reads beyond them (Labels, Queue) it checks
+// itself.
+func (in *Inputs) Check(name string) error {
 	if in.N < 1 || in.D < 1 {
 		return fmt.Errorf("loss %s: N = %d, D = %d; want both ≥ 1", name, in.N, in.D)
 	}
@@ -109,13 +114,6 @@ func setGrad(dst []float32, g []float64, rows, n, d int) []float32 {
 	return dst
 }
 
-// Default temperatures, as in MoCo v2, SimCLR and SupCon.
-const (
-	DefaultInfoNCETemperature = 0.2
-	DefaultNTXentTemperature  = 0.5
-	DefaultSupConTemperature  = 0.1
-)
-
 // MinTemperature is the smallest temperature Validate accepts: below it the
 // logits (cos/T) reach the thousands and the softmax is a hard max.
 const MinTemperature = 1e-4
@@ -144,24 +142,18 @@ func orDefault(t *float64, def float64) float64 {
 	return *t
 }
 
-// The names of the losses, as Config.Type and Loss.Name spell them.
-const (
-	TypeInfoNCE = "infonce"
-	TypeNTXent  = "ntxent"
-	TypeSupCon  = "supcon"
-)
-
 // Config chooses a loss and its temperature, for flow specs. Its zero
 // value is InfoNCE at T = 0.2 (MoCo v2).
 type Config struct {
-	// Type is the loss: "infonce" (MoCo, with a queue of negatives),
-	// "ntxent" (SimCLR) or "supcon" (supervised, needs labels). Default
-	// "infonce".
+	// Type is the loss, a registered Kind's name: "infonce" (MoCo, with a
+	// queue of negatives), "ntxent" (SimCLR), "supcon" (supervised, needs
+	// labels) or any loss registered since. Default "infonce".
 	Type string `yaml:"type"`
 	// Temperature divides the cosine similarities, ≥ MinTemperature
 	// (in Go: new(0.07)). nil (the field left out) means the loss's own
-	// default: 0.2 for infonce, 0.5 for ntxent, 0.1 for supcon; 0 is an
-	// error.
+	// default (Kind.DefaultTemperature): 0.2 for infonce, 0.5 for ntxent,
+	// 0.1 for supcon; 0 is an error, and so is any temperature for a loss
+	// that has none.
 	Temperature *float64 `yaml:"temperature"`
 	// Workers is the number of goroutines a call may use, at most
 	// MaxWorkers. Default runtime.GOMAXPROCS(0) at New. The results do not
@@ -169,13 +161,16 @@ type Config struct {
 	Workers int `yaml:"workers"`
 }
 
-// Validate returns a *pipeline.FieldError naming "type", "temperature" or
-// "workers" when the field is impossible.
+// Validate returns a *pipeline.FieldError naming "type" (not a
+// registered loss), "temperature" or "workers" when the field is
+// impossible.
 func (c Config) Validate() error {
-	switch c.Type {
-	case "", TypeInfoNCE, TypeNTXent, TypeSupCon:
-	default:
-		return fieldError("type", fmt.Sprintf("unknown loss %q; want %q, %q or %q", c.Type, TypeInfoNCE, TypeNTXent, TypeSupCon))
+	k, ok := Lookup(c.Type)
+	if !ok {
+		return fieldError("type", fmt.Sprintf("unknown loss %q; want %s", c.Type, orList(Names())))
+	}
+	if k.DefaultTemperature == 0 && c.Temperature != nil {
+		return fieldError("temperature", fmt.Sprintf("loss %s has no temperature: leave it out, got %g", k.Name, *c.Temperature))
 	}
 	if err := validateTemperature(c.Temperature); err != nil {
 		return err
@@ -183,41 +178,35 @@ func (c Config) Validate() error {
 	return validateWorkers(c.Workers)
 }
 
-// New returns the loss that c describes, or c.Validate's error.
+// New returns the loss that c describes, built by its registered Kind,
+// or c.Validate's error.
 func New(c Config) (Loss, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	switch c.Type {
-	case TypeNTXent:
-		return NewNTXent(NTXentConfig{Temperature: c.Temperature, Workers: c.Workers})
-	case TypeSupCon:
-		return NewSupCon(SupConConfig{Temperature: c.Temperature, Workers: c.Workers})
+	k, _ := Lookup(c.Type)
+	c.Type = k.Name
+	if c.Temperature == nil && k.DefaultTemperature != 0 {
+		c.Temperature = new(k.DefaultTemperature)
 	}
-	return NewInfoNCE(InfoNCEConfig{Temperature: c.Temperature, Workers: c.Workers})
+	return k.New(c)
 }
 
 // MemoryBytes estimates what the loss of c keeps between calls for
-// batches of n samples with embeddings of d values (and, for infonce, a
-// queue of k keys), with the loss stage's own buffers (the gradient it
-// hands on, the alignment and uniformity scratch): InfoNCE about
-// 72·n·d + 4·n·k + 12·k·d bytes, NTXent and SupCon about 32·n² + 96·n·d,
-// quadratic in the batch size (the (2n)² float64 similarities).
+// batches of n samples with embeddings of d values (and, for a loss with
+// a queue, k keys): its Kind's MemoryBytes, plus the loss stage's own
+// buffers (the gradient it hands on and the alignment and uniformity
+// scratch, 16·n·d bytes). InfoNCE keeps about 72·n·d + 4·n·k + 12·k·d
+// bytes in all, NTXent and SupCon about 32·n² + 96·n·d, quadratic in the
+// batch size (the (2n)² float64 similarities). An unknown type counts
+// the stage's buffers only.
 func (c Config) MemoryBytes(n, d, k int) int64 {
-	nf, df, kf := float64(n), float64(d), float64(k)
-	stage := 4 * (2*nf*df + 2*nf*df) // Outputs.Grad, AlignUniform's scratch
-	var v float64
-	switch c.Type {
-	case TypeNTXent, TypeSupCon:
-		m := 2 * nf
-		v = 8*(5*m*df+m*m+8*m) + stage
-	default:
-		v = 8*(6*nf*df+7*nf+kf*df+kf) + 4*(2*nf*df+nf*kf+kf*df) + stage
+	nf, df := float64(n), float64(d)
+	stage := saturate(4 * (2*nf*df + 2*nf*df)) // Outputs.Grad, AlignUniform's scratch
+	if kd, ok := Lookup(c.Type); ok && kd.MemoryBytes != nil {
+		return satAdd(stage, max(kd.MemoryBytes(c, n, d, k), 0))
 	}
-	if v >= math.MaxInt64 {
-		return math.MaxInt64
-	}
-	return int64(v)
+	return stage
 }
 
 // SplitViews copies features laid out n×2×d (sample, view, dim), as

@@ -1,5 +1,23 @@
 package loss
 
+// TypeNTXent is NTXent's name, as Config.Type and Loss.Name spell it.
+const TypeNTXent = "ntxent"
+
+// DefaultNTXentTemperature is NTXent's default temperature, SimCLR's.
+const DefaultNTXentTemperature = 0.5
+
+func init() {
+	Register(Kind{
+		Name:               TypeNTXent,
+		Doc:                "SimCLR's NT-Xent: each of the 2N views against its other view and the other 2N−2",
+		DefaultTemperature: DefaultNTXentTemperature,
+		New: func(c Config) (Loss, error) {
+			return NewNTXent(NTXentConfig{Temperature: c.Temperature, Workers: c.Workers})
+		},
+		MemoryBytes: func(_ Config, n, d, _ int) int64 { return pairwiseMemoryBytes(n, d) },
+	})
+}
+
 // NTXentConfig configures NTXent. Its zero value is SimCLR's T = 0.5.
 type NTXentConfig struct {
 	// Temperature divides the cosine similarities, ≥ MinTemperature.
@@ -61,7 +79,7 @@ func (l *NTXent) Temperature() float64 { return l.t }
 
 // Compute implements Loss.
 func (l *NTXent) Compute(in Inputs, out *Outputs) error {
-	if err := in.check(TypeNTXent); err != nil {
+	if err := in.Check(TypeNTXent); err != nil {
 		return err
 	}
 	return l.p.computeViews(&in, l.t, nil, out)

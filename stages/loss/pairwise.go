@@ -54,6 +54,14 @@ const (
 	phaseGrad
 )
 
+// pairwiseMemoryBytes estimates the scratch a pairwise loss (NTXent,
+// SupCon) keeps for n samples of d values, m = 2n embeddings: the
+// float64 buffers above, about 40·m·d + 8·m² + 64·m bytes.
+func pairwiseMemoryBytes(n, d int) int64 {
+	m, df := 2*float64(n), float64(d)
+	return saturate(8 * (5*m*df + m*m + 8*m))
+}
+
 // compute evaluates the loss of the m×d raw embeddings x with the given
 // groups (len m) at temperature t, writing dL/dx to gx (m×d).
 func (p *pairwise) compute(x []float64, group []int64, m, d int, t float64, gx []float64) (stats, error) {
@@ -190,7 +198,7 @@ func (p *pairwise) anchor(a int) {
 // each), grouped by labels (SupCon) or, when labels is nil, one group per
 // sample (NT-Xent), and writes the results into out.
 func (p *pairwise) computeViews(in *Inputs, t float64, labels []int64, out *Outputs) error {
-	n, d, rows := in.N, in.D, in.valid()
+	n, d, rows := in.N, in.D, in.ValidN()
 	m := 2 * rows
 	p.xv = grow(p.xv, m*d)
 	p.gxv = grow(p.gxv, m*d)

@@ -2,6 +2,26 @@ package loss
 
 import "fmt"
 
+// TypeSupCon is SupCon's name, as Config.Type and Loss.Name spell it.
+const TypeSupCon = "supcon"
+
+// DefaultSupConTemperature is SupCon's default temperature, as in Khosla
+// et al.
+const DefaultSupConTemperature = 0.1
+
+func init() {
+	Register(Kind{
+		Name:               TypeSupCon,
+		Doc:                "supervised contrastive (L_out): every other view of the anchor's class is a positive",
+		DefaultTemperature: DefaultSupConTemperature,
+		Needs:              Needs{Labels: true},
+		New: func(c Config) (Loss, error) {
+			return NewSupCon(SupConConfig{Temperature: c.Temperature, Workers: c.Workers})
+		},
+		MemoryBytes: func(_ Config, n, d, _ int) int64 { return pairwiseMemoryBytes(n, d) },
+	})
+}
+
 // SupConConfig configures SupCon. Its zero value is T = 0.1.
 type SupConConfig struct {
 	// Temperature divides the cosine similarities, ≥ MinTemperature.
@@ -66,13 +86,13 @@ func (l *SupCon) Temperature() float64 { return l.t }
 
 // Compute implements Loss.
 func (l *SupCon) Compute(in Inputs, out *Outputs) error {
-	if err := in.check(TypeSupCon); err != nil {
+	if err := in.Check(TypeSupCon); err != nil {
 		return err
 	}
 	if len(in.Labels) != in.N {
 		return fmt.Errorf("loss supcon: %d labels for N = %d samples", len(in.Labels), in.N)
 	}
-	for i, y := range in.Labels[:in.valid()] {
+	for i, y := range in.Labels[:in.ValidN()] {
 		if y < 0 {
 			return fmt.Errorf("loss supcon: sample %d of the batch has no label (%d); supcon needs a labelled dataset", i, y)
 		}
