@@ -120,7 +120,7 @@ func trainingKinds(t *parts) []pipeline.Kind {
 		},
 		{
 			Name: "loss", Role: pipeline.RoleStage, Accepts: "encoded", Produces: "encoded",
-			Doc:       "the contrastive loss (infonce, ntxent, supcon) and its gradient for the embeddings",
+			Doc:       "the contrastive loss (" + strings.Join(loss.Names(), ", ") + ") and its gradient for the embeddings",
 			NewConfig: func() any { return &loss.Config{} },
 			Build: func(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 				if t == nil {
