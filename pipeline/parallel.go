@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -75,9 +76,11 @@ func ForEach(n, workers int, f func(w, i int) error) error {
 // ForEachContext is ForEach whose tasks share a context derived from ctx
 // that is cancelled, with the error as its cause, as soon as a task fails
 // or panics, so that the others (a producer blocked on a send, say) can
-// stop. It returns the error of the lowest i that failed: a task that
-// stops because of the cancellation should return context.Cause(ctx),
-// which is the first failure's error.
+// stop. It returns the error of the lowest i that failed, except that an
+// error that Is context.Canceled, the way a task reports that it stopped
+// because of the cancellation, is replaced by the cancellation's cause:
+// the first failure's error (or the cause of ctx's own cancellation, when
+// it has one).
 func ForEachContext(ctx context.Context, n, workers int, f func(ctx context.Context, w, i int) error) error {
 	if n <= 0 {
 		return nil
@@ -85,7 +88,13 @@ func ForEachContext(ctx context.Context, n, workers int, f func(ctx context.Cont
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	t := &Team{cancel: cancel}
-	return t.Run(n, workers, func(w, i int) error { return f(ctx, w, i) })
+	err := t.Run(n, workers, func(w, i int) error { return f(ctx, w, i) })
+	if errors.Is(err, context.Canceled) {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
+	}
+	return err
 }
 
 // Team is the reusable form of ForEach, for a loop that runs every step:

@@ -201,6 +201,19 @@ func TestForEachContext(t *testing.T) {
 	}
 	checkGoroutines(t, before)
 
+	// A task that stops with ctx.Err() (as sources.Each does) below the
+	// one that failed reports the failure, not "context canceled".
+	err = pipeline.ForEachContext(context.Background(), 2, 2, func(ctx context.Context, _, i int) error {
+		if i == 0 {
+			<-ctx.Done()
+			return fmt.Errorf("reading: %w", ctx.Err())
+		}
+		return errBoom
+	})
+	if err != errBoom {
+		t.Fatalf("err %v, want boom, the cause", err)
+	}
+
 	// The parent's cancellation reaches the tasks.
 	parent, cancel := context.WithCancel(context.Background())
 	cancel()
