@@ -16,23 +16,6 @@ import (
 // the caller as a *PanicError with the stack instead of killing the
 // process, and no goroutine outlives the call. The stream runtime (Run,
 // Map, Tee) has its own goroutines, one per stage or pool worker.
-//
-// # The contract that keeps results independent of the worker count
-//
-// A Team decides only which goroutine runs a task and when; the caller
-// decides what a task is. For the result to be the same bytes for 1, 2 or
-// 64 workers (DESIGN.md, Determinism), a caller must
-//
-//   - split the work into tasks that the problem fixes, not the worker
-//     count (the linear probe's blocks of 2048 rows, one kNN query), or
-//     split it along boundaries that the computation already has, so that
-//     every output is computed by the same operations however the split
-//     falls (the loss's ranges of rows start at multiples of its 4-row
-//     blocks; SGEMM splits by whole micro-tiles);
-//   - have task i write only its own outputs, and combine the tasks'
-//     partial results afterwards, on one goroutine, in index order;
-//   - use the worker index w that a task receives only to pick scratch
-//     space, never to decide a result.
 
 // Parallel calls f(0), …, f(n−1) at once, f(0) on the calling goroutine
 // and the others on goroutines of their own, waits for all of them, and
@@ -61,8 +44,8 @@ func Parallel(n int, f func(i int) error) error {
 // has a goroutine of its own (task i runs with w = i, task 0 on the
 // calling goroutine), so tasks may wait on each other; otherwise
 // goroutine w runs task w first and then takes the next task not yet
-// taken, in index order, until none is left. See the contract above for
-// results that do not depend on workers.
+// taken, in index order, until none is left. See Team for the contract
+// under which a result does not depend on workers.
 //
 // ForEach allocates the Team it runs on; a loop that runs every step
 // keeps a Team instead.
@@ -101,6 +84,26 @@ func ForEachContext(ctx context.Context, n, workers int, f func(ctx context.Cont
 // make it once (the zero value is ready), keep it, and call Run as often
 // as needed. Run starts its goroutines afresh and waits for them, so a
 // Team holds no goroutine between calls and needs no Close.
+//
+// # Results that do not depend on the worker count
+//
+// A Team (and ForEach, ForEachContext, Parallel) decides only which
+// goroutine runs a task and when; the caller decides what a task is. For
+// the result to be the same bytes for 1, 2 or 64 workers (DESIGN.md,
+// Determinism), a caller must
+//
+//   - split the work into tasks that the problem fixes, not the worker
+//     count (the linear probe's blocks of 2048 rows, one kNN query), or
+//     split it along boundaries that the computation already has, so that
+//     every output is computed by the same operations however the split
+//     falls (the loss's ranges of rows start at multiples of its 4-row
+//     blocks; SGEMM splits by whole micro-tiles);
+//   - have task i write only its own outputs, and combine the tasks'
+//     partial results afterwards, on one goroutine, in index order;
+//   - use the worker index w that a task receives only to pick scratch
+//     space, never to decide a result.
+//
+// # Use and cost
 //
 // A Team is not safe for concurrent use: one Run at a time (a second
 // concurrent Run, or a task that calls Run on its own Team, panics). It
