@@ -18,7 +18,7 @@ import (
 // panic in a replica, whichever batch it hits, comes back from featuresOf
 // as an error with the stack, not a crash: the producer stops, the other
 // replicas end, and no goroutine is left behind.
-func TestFeaturesReplicaPanic(t *testing.T) {
+func TestKNNFeaturesReplicaPanic(t *testing.T) {
 	spec, err := Load("simclr", []string{"stages.augment.size=16", "stages.encode.hidden=16", "stages.encode.out=16"})
 	if err != nil {
 		t.Fatal(err)
