@@ -113,8 +113,7 @@ func ForEachContext(ctx context.Context, n, workers int, f func(ctx context.Cont
 // goroutines before and the runtime has exited goroutines to reuse (keep
 // f in a variable made once: a method value or closure built at each call
 // allocates); it starts min(workers, n)−1 goroutines, and each task costs
-// an indirect call, a deferred recover and, past the first min(workers,
-// n), an atomic add. BenchmarkTeamRun, a Run of empty tasks on 2
+// an indirect call, a deferred recover and an atomic add. BenchmarkTeamRun, a Run of empty tasks on 2
 // goroutines, measured on 2 cores of an AMD EPYC: about 1 µs for 2 tasks,
 // 6 µs for 256.
 type Team struct {
