@@ -45,7 +45,10 @@ const (
 // EvalAugment(acfg), and returns the backbone features with the labels.
 // Samples that do not decode are skipped. progress, when not nil, is
 // called with the number of samples done. Up to GOMAXPROCS replicas of the
-// encoder run at once; the result does not depend on their number.
+// encoder run at once, each on a goroutine of its own under
+// pipeline.ForEachContext; the result does not depend on their number. A
+// panic in a replica stops the others and comes back as the error,
+// wrapping a *pipeline.PanicError with the stack.
 func Features(ctx context.Context, w *encode.Weights, ds sources.Dataset, acfg augment.Config, progress func(int64)) (eval.Features, error) {
 	return featuresOf(ctx, w, ds, sources.StreamConfig{}, acfg, 0, progress)
 }
@@ -68,64 +71,49 @@ func featuresOf(ctx context.Context, w *encode.Weights, ds sources.Dataset, sc s
 		n    int       // real ones
 		feat []float32 // n×d, filled by a worker
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	reps := make([]*encode.Replica, 0, workers)
+	defer func() {
+		for _, r := range reps {
+			r.Close()
+		}
+	}()
+	for range workers {
+		r, err := encode.NewReplica(w, evalBatch)
+		if err != nil {
+			return eval.Features{}, err
+		}
+		reps = append(reps, r)
+	}
 	jobs := make(chan *job)
 	free := make(chan []float32, workers+1) // input buffers: bounded memory
 	for range workers + 1 {
 		free <- make([]float32, evalBatch*in.Len())
 	}
 	var (
-		wg         sync.WaitGroup
 		progressMu sync.Mutex
 		done       atomic.Int64
 		batch      []*job // in order
+		out        = eval.Features{D: d}
 	)
-	for range workers {
-		r, err := encode.NewReplica(w, evalBatch)
-		if err != nil {
-			cancel(err)
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer r.Close()
-			for j := range jobs {
-				f, err := r.Features(j.x, encode.Eval)
-				if err != nil {
-					cancel(err)
-					continue
-				}
-				j.feat = slices.Clone(f[:j.n*d])
-				free <- j.x
-				if progress != nil {
-					progressMu.Lock() // one call at a time, counts in order
-					progress(done.Add(int64(j.n)))
-					progressMu.Unlock()
-				}
+	// produce streams the samples into batches of evalBatch and hands them
+	// to the replicas in order; it stops when ctx is cancelled.
+	produce := func(ctx context.Context) error {
+		var (
+			cur *job
+			v   pipeline.View
+		)
+		send := func() error {
+			clear(cur.x[cur.n*in.Len():]) // padding rows: eval-mode BatchNorm treats rows alone
+			batch = append(batch, cur)
+			select {
+			case jobs <- cur:
+			case <-ctx.Done():
+				return context.Cause(ctx)
 			}
-		}()
-	}
-	var (
-		cur *job
-		v   pipeline.View
-	)
-	send := func() error {
-		clear(cur.x[cur.n*in.Len():]) // padding rows: eval-mode BatchNorm treats rows alone
-		batch = append(batch, cur)
-		select {
-		case jobs <- cur:
-		case <-ctx.Done():
-			return context.Cause(ctx)
+			cur = nil
+			return nil
 		}
-		cur = nil
-		return nil
-	}
-	out := eval.Features{D: d}
-	err = context.Cause(ctx) // a replica that could not be built
-	if err == nil {
-		err = sources.Each(ctx, ds, sc, func(s pipeline.Sample) error {
+		err := sources.Each(ctx, ds, sc, func(s pipeline.Sample) error {
 			img, err := sources.Decode(s, acfg.MaxPixels)
 			if pipeline.IsSkip(err) {
 				return nil
@@ -154,15 +142,40 @@ func featuresOf(ctx context.Context, w *encode.Weights, ds sources.Dataset, sc s
 			}
 			return nil
 		})
+		if err == nil && cur != nil {
+			err = send()
+		}
+		return err
 	}
-	if err == nil && cur != nil {
-		err = send()
-	}
-	close(jobs)
-	wg.Wait()
-	if err == nil {
-		err = context.Cause(ctx)
-	}
+	// Task 0 produces on the calling goroutine, task i ≥ 1 runs replica
+	// i−1 on a goroutine of its own (one goroutine per gorgonia VM). The
+	// first failure or panic cancels ctx, so that the producer stops and
+	// returns it (context.Cause) as the lowest task's error; closing jobs
+	// then ends the other replicas.
+	err = pipeline.ForEachContext(ctx, workers+1, workers+1, func(ctx context.Context, _, i int) error {
+		if i == 0 {
+			defer close(jobs)
+			return produce(ctx)
+		}
+		r := reps[i-1]
+		for j := range jobs {
+			if testHookReplica != nil {
+				testHookReplica(j.n)
+			}
+			f, err := r.Features(j.x, encode.Eval)
+			if err != nil {
+				return err
+			}
+			j.feat = slices.Clone(f[:j.n*d])
+			free <- j.x
+			if progress != nil {
+				progressMu.Lock() // one call at a time, counts in order
+				progress(done.Add(int64(j.n)))
+				progressMu.Unlock()
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return eval.Features{}, err
 	}
@@ -172,6 +185,10 @@ func featuresOf(ctx context.Context, w *encode.Weights, ds sources.Dataset, sc s
 	}
 	return out, nil
 }
+
+// testHookReplica, when set (by tests only), is called by a replica of
+// featuresOf before it encodes a batch of n samples.
+var testHookReplica func(n int)
 
 // KNNConfig says what KNN evaluates.
 type KNNConfig struct {

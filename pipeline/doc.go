@@ -20,6 +20,14 @@
 // Per-sample failures (SkipError) are counted by the flow's Skips and do
 // not stop it until a limit is passed; anything else is fatal.
 //
+// Inside a stage, a parallel loop (the encoder's replicas, the loss's
+// rows, the kNN monitor's queries, the linear probe's blocks) runs its
+// tasks through the project's one fan-out: Team, or its one-shot forms
+// ForEach, ForEachContext and Parallel. A panic in a task comes back as a
+// *PanicError with the stack, the lowest task's error is returned, and no
+// goroutine outlives the call; parallel.go states the contract under which
+// a loop's result does not depend on the number of workers.
+//
 // The package also holds the flow spec (YAML), the registry of stage kinds
 // and per-stage metrics. It knows no model: embeddings, gradients and
 // training state cross it as plain float32 arrays, and what a training

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"sync"
 
 	"github.com/contrastream/contrastream/pipeline"
 )
@@ -96,7 +95,9 @@ type KNNResult struct {
 // KNN classifies every query by weighted vote of its k nearest rows of
 // memory (cosine similarity of L2-normalised features; k is capped at the
 // memory's size) and returns the accuracy. Ties go to the smaller label.
-// Neither input is modified.
+// Neither input is modified. Queries are scored on cfg.Workers goroutines
+// through pipeline.ForEach, one task per query; a panic in a worker comes
+// back as the error, wrapping a *pipeline.PanicError with the stack.
 func KNN(memory, queries Features, cfg KNNConfig) (KNNResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return KNNResult{}, err
@@ -119,43 +120,46 @@ func KNN(memory, queries Features, cfg KNNConfig) (KNNResult, error) {
 	mem := normalised(memory)
 	qs := normalised(queries)
 	res := KNNResult{Total: queries.N, Predictions: make([]int64, queries.N)}
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range min(cfg.Workers, queries.N) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sims := make([]float32, memory.N)
-			top := newTopK(k)
-			votes := make([]float64, classes)
-			for q := range next {
-				row := qs[q*queries.D : (q+1)*queries.D]
-				for i := range memory.N {
-					sims[i] = dot(row, mem[i*memory.D:(i+1)*memory.D])
-				}
-				top.reset()
-				for i, s := range sims {
-					top.push(s, i)
-				}
-				clear(votes)
-				for j := range top.n {
-					votes[memory.Labels[top.idx[j]]] += math.Exp(float64(top.sim[j]) / *cfg.Temperature)
-				}
-				best := 0
-				for c := range votes {
-					if votes[c] > votes[best] {
-						best = c
-					}
-				}
-				res.Predictions[q] = int64(best)
+	// One task per query: each writes only its own prediction, so the
+	// result does not depend on the number of workers; w picks the scratch.
+	type scratch struct {
+		sims  []float32
+		top   *topK
+		votes []float64
+	}
+	scr := make([]scratch, min(cfg.Workers, queries.N))
+	err := pipeline.ForEach(queries.N, cfg.Workers, func(w, q int) error {
+		s := &scr[w]
+		if s.top == nil {
+			s.sims, s.top, s.votes = make([]float32, memory.N), newTopK(k), make([]float64, classes)
+		}
+		if testHookQuery != nil {
+			testHookQuery(q)
+		}
+		row := qs[q*queries.D : (q+1)*queries.D]
+		for i := range memory.N {
+			s.sims[i] = dot(row, mem[i*memory.D:(i+1)*memory.D])
+		}
+		s.top.reset()
+		for i, sim := range s.sims {
+			s.top.push(sim, i)
+		}
+		clear(s.votes)
+		for j := range s.top.n {
+			s.votes[memory.Labels[s.top.idx[j]]] += math.Exp(float64(s.top.sim[j]) / *cfg.Temperature)
+		}
+		best := 0
+		for c := range s.votes {
+			if s.votes[c] > s.votes[best] {
+				best = c
 			}
-		}()
+		}
+		res.Predictions[q] = int64(best)
+		return nil
+	})
+	if err != nil {
+		return KNNResult{}, fmt.Errorf("eval: knn: %w", err)
 	}
-	for q := range queries.N {
-		next <- q
-	}
-	close(next)
-	wg.Wait()
 	for q, p := range res.Predictions {
 		if p == queries.Labels[q] {
 			res.Correct++
@@ -164,6 +168,10 @@ func KNN(memory, queries Features, cfg KNNConfig) (KNNResult, error) {
 	res.Accuracy = float64(res.Correct) / float64(res.Total)
 	return res, nil
 }
+
+// testHookQuery, when set (by tests only), is called before each query is
+// scored, on the worker that scores it.
+var testHookQuery func(q int)
 
 // normalised returns f's rows scaled to unit length (a zero row stays zero).
 func normalised(f Features) []float32 {

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/contrastream/contrastream/pipeline"
 )
@@ -159,4 +161,46 @@ func BenchmarkKNN(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(qs.N*b.N)/b.Elapsed().Seconds(), "queries/s")
+}
+
+// A panic while scoring a query, on the calling goroutine or a worker,
+// comes back from KNN as an error with the stack, not a crash, and leaves
+// no goroutine behind; the predictions do not depend on the workers.
+func TestKNNWorkerPanic(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	f := Features{N: 60, D: 4, Data: make([]float32, 240), Labels: make([]int64, 60)}
+	for i := range f.Data {
+		f.Data[i] = float32(rng.NormFloat64())
+	}
+	for i := range f.Labels {
+		f.Labels[i] = int64(i % 3)
+	}
+	want, err := KNN(f, f, KNNConfig{K: 5, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, workers := range []int{1, 2, 7} {
+		got, err := KNN(f, f, KNNConfig{K: 5, Workers: workers})
+		if err != nil || !slices.Equal(got.Predictions, want.Predictions) {
+			t.Errorf("%d workers: %v, %v; 1 worker: %v", workers, got.Predictions, err, want.Predictions)
+		}
+		before := runtime.NumGoroutine()
+		testHookQuery = func(q int) {
+			if q == 37 {
+				panic("query 37")
+			}
+		}
+		_, err = KNN(f, f, KNNConfig{K: 5, Workers: workers})
+		testHookQuery = nil
+		var pe *pipeline.PanicError
+		if !errors.As(err, &pe) || pe.Value != "query 37" || !strings.Contains(string(pe.Stack), "eval.KNN") {
+			t.Fatalf("%d workers: err %v, want a *pipeline.PanicError with the stack", workers, err)
+		}
+		for deadline := time.Now().Add(time.Second); runtime.NumGoroutine() > before && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > before {
+			t.Errorf("%d workers: %d goroutines after KNN, %d before", workers, n, before)
+		}
+	}
 }

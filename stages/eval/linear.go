@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
-	"sync"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
@@ -167,8 +166,10 @@ const linearBlock = 2048
 // (see LinearConfig), deterministic for a seed. Neither input is modified.
 //
 // Cost: per iteration two N×D×Classes matrix products (gonum's SGEMM), in
-// blocks of rows over cfg.Workers goroutines; 60,000×128 features of 10
-// classes take a few seconds for 300 iterations on two cores.
+// blocks of rows over cfg.Workers goroutines (a pipeline.Team made once
+// per call); 60,000×128 features of 10 classes take a few seconds for 300
+// iterations on two cores. A panic in a worker comes back as the error,
+// wrapping a *pipeline.PanicError with the stack.
 func Linear(train, test Features, cfg LinearConfig) (LinearResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return LinearResult{}, err
@@ -222,29 +223,41 @@ func Linear(train, test Features, cfg LinearConfig) (LinearResult, error) {
 			logits: make([]float32, rows*classes), dlg: make([]float32, rows*classes)}
 	}
 	impl := gonum.Implementation{}
+	// block computes block bi's logits, loss, hits and gradient into
+	// parts[bi]; pass runs every block on the team and sums the parts in
+	// block order, so the result does not depend on the number of workers.
+	// Both are made once: a pass allocates nothing.
+	var team pipeline.Team
+	block := func(_, bi int) error {
+		if testHookBlock != nil {
+			testHookBlock(bi)
+		}
+		p := &parts[bi]
+		lo := bi * linearBlock
+		rows := min(linearBlock, n-lo)
+		xb := x[lo*d : (lo+rows)*d]
+		impl.Sgemm(blas.NoTrans, blas.Trans, rows, classes, d, 1, xb, d, w32, d, 0, p.logits, classes)
+		for r := range rows {
+			for c := range classes {
+				p.logits[r*classes+c] += b32[c]
+			}
+		}
+		p.loss, p.correct = CrossEntropy(p.logits, train.Labels[lo:lo+rows], classes, 1/float64(n), p.dlg)
+		clear(p.gb)
+		for r := range rows {
+			for c, g := range p.dlg[r*classes : (r+1)*classes] {
+				p.gb[c] += float64(g)
+			}
+		}
+		impl.Sgemm(blas.Trans, blas.NoTrans, classes, d, rows, 1, p.dlg, classes, xb, d, 0, p.gw, d)
+		return nil
+	}
 	// pass computes the loss, the training accuracy and the gradient of
 	// the mean cross-entropy for the current w32, b32.
-	pass := func() (loss float64, correct int) {
-		forBlocks(blocks, cfg.Workers, func(bi int) {
-			p := &parts[bi]
-			lo := bi * linearBlock
-			rows := min(linearBlock, n-lo)
-			xb := x[lo*d : (lo+rows)*d]
-			impl.Sgemm(blas.NoTrans, blas.Trans, rows, classes, d, 1, xb, d, w32, d, 0, p.logits, classes)
-			for r := range rows {
-				for c := range classes {
-					p.logits[r*classes+c] += b32[c]
-				}
-			}
-			p.loss, p.correct = CrossEntropy(p.logits, train.Labels[lo:lo+rows], classes, 1/float64(n), p.dlg)
-			clear(p.gb)
-			for r := range rows {
-				for c, g := range p.dlg[r*classes : (r+1)*classes] {
-					p.gb[c] += float64(g)
-				}
-			}
-			impl.Sgemm(blas.Trans, blas.NoTrans, classes, d, rows, 1, p.dlg, classes, xb, d, 0, p.gw, d)
-		})
+	pass := func() (loss float64, correct int, err error) {
+		if err := team.Run(blocks, cfg.Workers, block); err != nil {
+			return 0, 0, fmt.Errorf("eval: linear probe: %w", err)
+		}
 		clear(grad)
 		for bi := range parts {
 			p := &parts[bi]
@@ -257,7 +270,7 @@ func Linear(train, test Features, cfg LinearConfig) (LinearResult, error) {
 			loss += p.loss
 			correct += p.correct
 		}
-		return loss / float64(n), correct
+		return loss / float64(n), correct, nil
 	}
 	sync32 := func() {
 		for i := range w32 {
@@ -275,7 +288,10 @@ func Linear(train, test Features, cfg LinearConfig) (LinearResult, error) {
 	}
 	history := make([]float64, 0, limit) // the training loss before each step
 	for t := 1; t <= limit; t++ {
-		l, _ := pass()
+		l, _, err := pass()
+		if err != nil {
+			return LinearResult{}, err
+		}
 		history = append(history, l)
 		if cfg.Iterations == 0 && t > LinearWindow {
 			if old := history[t-1-LinearWindow]; old-l < LinearTolerance*l {
@@ -294,7 +310,10 @@ func Linear(train, test Features, cfg LinearConfig) (LinearResult, error) {
 		}
 		sync32()
 	}
-	loss, correct := pass()
+	loss, correct, err := pass()
+	if err != nil {
+		return LinearResult{}, err
+	}
 	res.Loss, res.TrainAccuracy = loss, float64(correct)/float64(n)
 	res.Weight, res.Bias = w32, b32
 
@@ -369,28 +388,6 @@ func Predict(x []float32, n, d int, weight, bias []float32) []int64 {
 	return out
 }
 
-// forBlocks runs f(0..blocks-1) on up to workers goroutines.
-func forBlocks(blocks, workers int, f func(i int)) {
-	if workers <= 1 || blocks == 1 {
-		for i := range blocks {
-			f(i)
-		}
-		return
-	}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(workers, blocks) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				f(i)
-			}
-		}()
-	}
-	for i := range blocks {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-}
+// testHookBlock, when set (by tests only), is called before each block of
+// rows of a pass, on the worker that runs it.
+var testHookBlock func(bi int)

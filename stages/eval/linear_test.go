@@ -2,9 +2,11 @@ package eval
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,6 +209,31 @@ func TestCrossEntropy(t *testing.T) {
 	for i, want := range []float32{-0.25, 0.25, 0.5, -0.5} {
 		if math.Abs(float64(grad[i]-want)) > 1e-7 {
 			t.Errorf("grad[%d] = %v, want %v", i, grad[i], want)
+		}
+	}
+}
+
+// A panic in a block of a pass, on the calling goroutine or a worker,
+// comes back from Linear as an error with the stack, not a crash.
+func TestLinearWorkerPanic(t *testing.T) {
+	train, test := randomFeatures(5000, 8, 3, 1), randomFeatures(100, 8, 3, 2) // 3 blocks
+	for _, workers := range []int{1, 3} {
+		for _, bad := range []int{0, 2} {
+			calls := 0
+			testHookBlock = func(bi int) {
+				if bi == bad {
+					calls++ // one block with this index runs at a time
+					if calls == 4 {
+						panic(fmt.Sprintf("block %d", bi))
+					}
+				}
+			}
+			_, err := Linear(train, test, LinearConfig{Iterations: 10, Workers: workers})
+			testHookBlock = nil
+			var pe *pipeline.PanicError
+			if !errors.As(err, &pe) || pe.Value != fmt.Sprintf("block %d", bad) || !strings.Contains(string(pe.Stack), "eval.Linear") {
+				t.Fatalf("%d workers, block %d: err %v, want a *pipeline.PanicError with the stack", workers, bad, err)
+			}
 		}
 	}
 }

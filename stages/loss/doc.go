@@ -63,7 +63,9 @@
 //
 // A call splits its rows over Workers goroutines (default GOMAXPROCS), the
 // calling one and Workers−1 started for each phase and gone when Compute
-// returns; a panic in one comes back as Compute's error. The rows are cut
+// returns (through pipeline.Team, the project's one fan-out); a panic in
+// one comes back as Compute's error, wrapping a *pipeline.PanicError with
+// the stack. The rows are cut
 // at multiples of four and per-row terms are summed in row order, so the
 // results are the same, bit for bit, for any number of workers. Measured on
 // this project's 2-core machine at N = 256, D = 128 (go test -bench .):

@@ -1,10 +1,14 @@
 package loss
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/contrastream/contrastream/pipeline"
 )
 
 func randn(r *rand.Rand, n int) []float64 {
@@ -224,7 +228,8 @@ func (panicky) phase(p, w, lo, hi int) {
 	}
 }
 
-// A panic in a worker comes back from run as an error with the stack.
+// A panic in a worker comes back from run as a *pipeline.PanicError with
+// the stack, and the team runs again afterwards.
 func TestTeamPanic(t *testing.T) {
 	for _, workers := range []int{1, 3} {
 		tm := newTeam(workers, panicky{})
@@ -235,8 +240,51 @@ func TestTeamPanic(t *testing.T) {
 			}
 			continue
 		}
-		if err == nil || !strings.Contains(err.Error(), "boom") || !strings.Contains(err.Error(), "goroutine") {
+		var pe *pipeline.PanicError
+		if !errors.As(err, &pe) || pe.Value != "boom" || !strings.Contains(err.Error(), "goroutine") || !strings.Contains(string(pe.Stack), "panicky") {
 			t.Errorf("%d workers: error %v, want the panic with its stack", workers, err)
 		}
+		if err := tm.run(0, 3); err != nil {
+			t.Errorf("%d workers, run after the panic: %v", workers, err)
+		}
+	}
+}
+
+// A panic in a worker of a real loss comes back from Compute, the public
+// entry point, as an error with the stack, not a crash, and the loss works
+// again afterwards.
+func TestComputeWorkerPanic(t *testing.T) {
+	const n, d, kq = 16, 8, 12
+	rng := rand.New(rand.NewPCG(3, 4))
+	vals := func(k int) []float32 {
+		v := make([]float32, k)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		return v
+	}
+	in := Inputs{Z: [2][]float32{vals(n * d), vals(n * d)}, N: n, D: d, Labels: make([]int64, n), Queue: vals(kq * d), K: kq}
+	for _, typ := range []string{TypeInfoNCE, TypeNTXent, TypeSupCon} {
+		t.Run(typ, func(t *testing.T) {
+			l, err := New(Config{Type: typ, Workers: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			testHookTask = func(_, lo int) {
+				if lo > 0 {
+					panic(fmt.Sprintf("boom at row %d", lo))
+				}
+			}
+			var out Outputs
+			err = l.Compute(in, &out)
+			testHookTask = nil
+			var pe *pipeline.PanicError
+			if !errors.As(err, &pe) || !strings.Contains(fmt.Sprint(pe.Value), "boom at row") || !strings.Contains(err.Error(), "goroutine ") {
+				t.Fatalf("Compute = %v, want a *pipeline.PanicError with the stack", err)
+			}
+			if err := l.Compute(in, &out); err != nil {
+				t.Fatalf("Compute after the panic: %v", err)
+			}
+		})
 	}
 }

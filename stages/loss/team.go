@@ -3,8 +3,8 @@ package loss
 import (
 	"fmt"
 	"runtime"
-	"runtime/debug"
-	"sync"
+
+	"github.com/contrastream/contrastream/pipeline"
 )
 
 // MaxWorkers bounds the Workers field of the configs.
@@ -17,21 +17,26 @@ type phaser interface {
 	phase(p, w, lo, hi int)
 }
 
-// team runs a phaser's phases on up to workers goroutines: the calling one
-// and workers−1 started per phase. The goroutines' functions are made
-// once, so that a phase allocates nothing once the runtime has goroutines
-// to reuse. Row ranges start at multiples of 4, so that the 4-row blocks
-// of gemmT, and therefore every rounding, are the same for any number of
-// workers. The zero team runs everything on the calling goroutine.
+// team runs a phaser's phases on up to workers goroutines, the calling
+// one included, through a pipeline.Team (the project's one fan-out, which
+// returns a worker's panic as a *pipeline.PanicError with its stack). A
+// phase of n rows is split into w ≤ workers contiguous ranges, one task
+// each. Ranges start at multiples of 4, so that the 4-row blocks of gemmT,
+// and therefore every rounding, are the same for any number of workers:
+// the split follows blocks the computation already has, which is
+// pipeline.Team's contract for worker-count independent results. The
+// task function is made once, so that a phase allocates nothing once the
+// runtime has goroutines to reuse. The zero team runs everything on the
+// calling goroutine.
 type team struct {
 	workers int
 	r       phaser
-	tasks   []func()
-	lo, hi  []int
-	p       int
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	err     error
+	pt      pipeline.Team
+	task    func(w, i int) error // t.run's task, made on first use
+	p       int                  // the current phase
+	n       int                  // its rows
+	blocks  int                  // its 4-row blocks
+	w       int                  // its tasks
 }
 
 // newTeam returns a team of workers goroutines (0: GOMAXPROCS) for r.
@@ -45,57 +50,36 @@ func newTeam(workers int, r phaser) team {
 // run runs phase p over rows [0, n), and returns a panic of a worker as
 // an error with its stack.
 func (t *team) run(p, n int) error {
-	blocks := (n + 3) / 4
-	w := max(1, min(t.workers, blocks))
-	if w == 1 || t.r == nil {
-		if t.r == nil {
-			panic("loss: team without a phaser")
-		}
-		t.err = nil
-		t.lo, t.hi = grow(t.lo, 1), grow(t.hi, 1)
-		t.p, t.lo[0], t.hi[0] = p, 0, n
-		t.task(0)
-		return t.err
+	if t.r == nil {
+		panic("loss: team without a phaser")
 	}
-	if len(t.tasks) < w {
-		t.tasks = make([]func(), w)
-		for i := range t.tasks {
-			t.tasks[i] = func() {
-				defer t.wg.Done()
-				t.task(i)
-			}
-		}
+	if t.task == nil {
+		t.task = t.range1
 	}
-	t.lo, t.hi = grow(t.lo, w), grow(t.hi, w)
-	for i := range w {
-		t.lo[i] = min(n, 4*(blocks*i/w))
-		t.hi[i] = min(n, 4*(blocks*(i+1)/w))
+	t.p, t.n = p, n
+	t.blocks = (n + 3) / 4
+	t.w = max(1, min(t.workers, t.blocks))
+	if err := t.pt.Run(t.w, t.w, t.task); err != nil {
+		return fmt.Errorf("loss: %w", err)
 	}
-	t.p, t.err = p, nil
-	t.wg.Add(w - 1)
-	for i := 1; i < w; i++ {
-		go t.tasks[i]()
-	}
-	t.task(0)
-	t.wg.Wait()
-	return t.err
+	return nil
 }
 
-// task runs worker i's range of the current phase, recovering a panic.
-func (t *team) task(i int) {
-	defer func() {
-		if v := recover(); v != nil {
-			err := fmt.Errorf("loss: panic in worker %d: %v\n%s", i, v, debug.Stack())
-			t.mu.Lock()
-			if t.err == nil {
-				t.err = err
-			}
-			t.mu.Unlock()
-		}
-	}()
-	if t.lo[i] < t.hi[i] {
-		t.r.phase(t.p, i, t.lo[i], t.hi[i])
+// testHookTask, when set (by tests only), is called at the start of each
+// task with the phase and the task's first row.
+var testHookTask func(phase, lo int)
+
+// range1 runs task i of the current phase: rows [lo, hi) on worker i.
+func (t *team) range1(_, i int) error {
+	lo := min(t.n, 4*(t.blocks*i/t.w))
+	hi := min(t.n, 4*(t.blocks*(i+1)/t.w))
+	if testHookTask != nil {
+		testHookTask(t.p, lo)
 	}
+	if lo < hi {
+		t.r.phase(t.p, i, lo, hi)
+	}
+	return nil
 }
 
 // validateWorkers returns a *pipeline.FieldError unless 0 ≤ w ≤ MaxWorkers.

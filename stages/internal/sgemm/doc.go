@@ -114,6 +114,6 @@
 //
 // Gemm runs on the calling goroutine and allocates nothing once its pool
 // of packing buffers (about 2.5 MiB per concurrent call) is warm.
-// GemmParallel starts workers-1 goroutines, one allocation each, and waits
-// for them.
+// GemmParallel runs its workers on a pooled pipeline.Team: it starts
+// workers-1 goroutines, waits for them, and allocates nothing once warm.
 package sgemm

@@ -3,6 +3,8 @@ package sgemm
 import (
 	"sync"
 	"unsafe"
+
+	"github.com/contrastream/contrastream/pipeline"
 )
 
 // Gemm computes c = alpha·op(a)·op(b) + beta·c for row-major matrices,
@@ -46,10 +48,16 @@ func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int,
 // element of c is computed by the same sequence of operations. workers < 2,
 // or a problem too small to share, runs Gemm on the calling goroutine.
 //
-// GemmParallel returns when every goroutine it started has finished. Each
-// goroutine it starts costs one small allocation (the go statement's
-// closure); its other state and the packing buffers, one set per worker,
-// come from pools.
+// The workers run as tasks of a pipeline.Team, the project's one fan-out
+// (a whole tile split, fixed by the shape, is its contract for results
+// that do not depend on the worker count). GemmParallel returns when
+// every goroutine it started has finished. A panic in a worker (a bug:
+// the arguments are checked before any starts) is re-raised on the
+// calling goroutine as a *pipeline.PanicError carrying the worker's
+// stack, where the caller's own recovery can catch it, instead of killing
+// the process from a goroutine nobody can recover. The Team, its task
+// function and the packing buffers, one set per worker, come from pools:
+// a warm call allocates nothing.
 func GemmParallel(workers int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	check(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 || n == 0 {
@@ -85,14 +93,12 @@ func GemmParallel(workers int, transA, transB bool, m, n, k int, alpha float32, 
 	j := jobPool.Get().(*job)
 	j.p = problem{transA, transB, k, alpha, a, lda, b, ldb, beta, c, ldc}
 	j.kern, j.m, j.n, j.tiles, j.workers, j.splitN = kern, m, n, tiles, workers, splitN
-	j.wg.Add(workers - 1)
-	for w := 1; w < workers; w++ {
-		go j.work(w)
-	}
-	j.work(0)
-	j.wg.Wait()
+	err := j.team.Run(workers, workers, j.task)
 	j.p = problem{} // drop the references to the caller's slices
 	jobPool.Put(j)
+	if err != nil {
+		panic(err)
+	}
 }
 
 // job is one GemmParallel call shared by its workers.
@@ -102,13 +108,25 @@ type job struct {
 	m, n           int
 	tiles, workers int
 	splitN         bool
-	wg             sync.WaitGroup // the goroutines started
+	team           pipeline.Team
+	task           func(_, w int) error // j.work, made once per job
 }
 
-var jobPool = sync.Pool{New: func() any { return new(job) }}
+var jobPool = sync.Pool{New: func() any {
+	j := new(job)
+	j.task = j.work
+	return j
+}}
+
+// testHookWorker, when set (by tests only), is called by each worker of
+// GemmParallel before its share.
+var testHookWorker func(w int)
 
 // work runs worker w's share: a contiguous run of whole tiles.
-func (j *job) work(w int) {
+func (j *job) work(_, w int) error {
+	if testHookWorker != nil {
+		testHookWorker(w)
+	}
 	t0, t1 := j.tiles*w/j.workers, j.tiles*(w+1)/j.workers
 	i0, i1, j0, j1 := 0, j.m, 0, j.n
 	if j.splitN {
@@ -119,9 +137,7 @@ func (j *job) work(w int) {
 	ws := getWorkspace()
 	j.p.run(j.kern, ws, i0, i1, j0, j1)
 	wsPool.Put(ws)
-	if w > 0 {
-		j.wg.Done()
-	}
+	return nil
 }
 
 // problem holds the arguments of one call, checked.

@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
+
+	"github.com/contrastream/contrastream/pipeline"
 )
 
 // useKernel makes k the active kernel until the test ends.
@@ -307,9 +310,41 @@ func TestGemmParallelAllocs(t *testing.T) {
 	f := func() { GemmParallel(2, false, false, 64, 2000, 64, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc) }
 	f()
 	n := testing.AllocsPerRun(20, f)
-	t.Logf("GemmParallel(2) allocates %v times per call", n)
-	if n > 1 {
-		t.Errorf("GemmParallel(2) allocates %v times per call, want at most 1", n)
+	if n != 0 {
+		t.Errorf("GemmParallel(2) allocates %v times per call, want 0", n)
+	}
+}
+
+// A panic in a worker of GemmParallel, on the calling goroutine or another,
+// is re-raised on the caller as a *pipeline.PanicError with the worker's
+// stack, not a crash, and the next call works.
+func TestGemmParallelWorkerPanic(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	o := newOperands(rng, false, false, 64, 2000, 64, 0)
+	for _, bad := range []int{0, 1} {
+		testHookWorker = func(w int) {
+			if w == bad {
+				panic(fmt.Sprintf("worker %d", w))
+			}
+		}
+		v := func() (v any) {
+			defer func() { v = recover() }()
+			GemmParallel(2, false, false, 64, 2000, 64, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc)
+			return nil
+		}()
+		testHookWorker = nil
+		pe, ok := v.(*pipeline.PanicError)
+		if !ok || pe.Value != fmt.Sprintf("worker %d", bad) || !strings.Contains(string(pe.Stack), "sgemm.(*job).work") {
+			t.Fatalf("worker %d: recovered %v, want a *pipeline.PanicError with the worker's stack", bad, v)
+		}
+	}
+	want := make([]float32, len(o.c))
+	Gemm(false, false, 64, 2000, 64, 1, o.a, o.lda, o.b, o.ldb, 0, want, o.ldc)
+	GemmParallel(2, false, false, 64, 2000, 64, 1, o.a, o.lda, o.b, o.ldb, 0, o.c, o.ldc)
+	for i := range want {
+		if math.Float32bits(o.c[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("after the panics: c[%d] = %v, Gemm %v", i, o.c[i], want[i])
+		}
 	}
 }
 
