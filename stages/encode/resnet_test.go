@@ -492,9 +492,9 @@ func TestResNet18Eval(t *testing.T) {
 	}
 	for _, op := range ops {
 		for c := range op.mean {
-			op.runMean[c] = op.mean[c]
+			op.group.runMean[c] = op.mean[c]
 			is := float64(op.invStd[c])
-			op.runVar[c] = float32(1/(is*is) - BNEps)
+			op.group.runVar[c] = float32(1/(is*is) - BNEps)
 		}
 	}
 	before := make([][]float32, len(r.Buffers()))
