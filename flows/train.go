@@ -151,7 +151,7 @@ func trainingKinds() []pipeline.Kind {
 						return nil, fmt.Errorf("init from checkpoint: %w", err)
 					}
 				}
-				pool, err := encode.NewPool(w, plan.BatchSize, c.Replicas, c.KeyEncoder)
+				pool, err := encode.NewPool(w, c.PoolConfig(plan.BatchSize))
 				if err != nil {
 					return nil, err
 				}
