@@ -674,3 +674,49 @@ func TestPoolShardFailure(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolOneView: a pool of one view without a key encoder (a one-view
+// method with gradient, such as a fine-tune) encodes view 1 alone, with
+// BatchNorm over its N images across the shards, and leaves view 2 unread.
+func TestPoolOneView(t *testing.T) {
+	w := poolWeights(t, 20)
+	p := newPool(t, w, PoolConfig{Batch: poolN, Views: 1, Shard: 2, Workers: 2})
+	if p.Views() != 1 || p.Shards() != poolN/2 || p.BNGroup() != poolN || p.KeyParams() != nil {
+		t.Fatalf("%d views, %d shards, groups of %d, key params %v; want 1, %d, %d, none", p.Views(), p.Shards(), p.BNGroup(), p.KeyParams(), poolN/2, poolN)
+	}
+	b := poolBatch(poolN, poolIn, 27)
+	b.Views[1] = nil
+	g := poolGrads(poolN, w.Out(), 37)
+	e, err := p.Encode(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Z[1] != nil {
+		t.Errorf("Z[1] has %d values, want none", len(e.Z[1]))
+	}
+	z := slices.Clone(e.Z[0])
+	e.Grad = [2][]float32{g[0], nil}
+	if err := p.Backward(e); err != nil {
+		t.Fatal(err)
+	}
+	p.Release()
+
+	r := newReplica(t, randomWeightsLike(t, w), poolN)
+	_, proj, err := r.Forward(b.Views[0], Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClose(t, "Z[0]", z, proj, 1e-6)
+	if err := r.Backward(g[0]); err != nil {
+		t.Fatal(err)
+	}
+	for k, q := range p.Params() {
+		checkClose(t, "grad "+q.Name, q.Grad, r.Params()[k].Grad, 1e-5)
+	}
+	if err := p.SyncBuffers(); err != nil {
+		t.Fatal(err)
+	}
+	for k, buf := range w.Buffers {
+		checkClose(t, "buffer "+buf.Name, buf.Data, r.Buffers()[k].Data, 1e-6)
+	}
+}
