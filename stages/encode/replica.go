@@ -14,8 +14,9 @@ import (
 type Mode int
 
 const (
-	// Train normalises with the shard's batch statistics and updates the
-	// replica's running statistics.
+	// Train normalises with the batch statistics of the BatchNorm group (a
+	// lone replica's own images; a Pool's group of shards) and moves the
+	// running statistics.
 	Train Mode = iota
 	// Eval normalises with the running statistics and updates nothing: the
 	// mode of a frozen encoder.
@@ -45,12 +46,14 @@ type Param struct {
 // gorgonia graph built and compiled once (forward, and backward from
 // dL/dprojection to every parameter), run again for each step.
 //
-// A Replica reads its Weights' parameters in place; it owns its gradients,
-// its BatchNorm running statistics (copied from the Weights when made; see
-// Buffers and CopyTensors) and every buffer of its graph. It is not safe
-// for concurrent use: run each replica on one goroutine, and several
-// replicas of the same Weights concurrently, as long as nothing writes the
-// Weights meanwhile.
+// A Replica reads its Weights' parameters in place; it owns its gradients
+// and every buffer of its graph, and (made by NewReplica) its BatchNorm
+// running statistics, copied from the Weights (see Buffers and
+// CopyTensors). It is not safe for concurrent use: run each replica on one
+// goroutine, and several replicas of the same Weights concurrently, as
+// long as nothing writes the Weights meanwhile. A Pool's shard replicas
+// share their encoder's running statistics and meet at BatchNorm barriers:
+// only the Pool runs them.
 //
 // Cost: the graph's activations and their gradients for n images (about
 // 1 MB per 28×28 image for convnet-s: 258 MB at n = 256) stay allocated

@@ -41,7 +41,8 @@ import (
 //
 // Cost: one training step (forward and backward) of the full network at
 // shard size 256 on 32×32×3 is about 850 GFLOP. A MoCo step at batch 256
-// (two replicas of 128: query forward and backward, key forward) took
+// (measured before shards and BatchNorm groups, with two replicas of 128,
+// BatchNorm per replica: query forward and backward, key forward) took
 // 7.3–7.4 s on this project's 2-core machine, against PyTorch's 6.6–6.7 s
 // (contrastream bench with arch resnet18, and
 // cmd/reference/resnet_reference.py; README, Performance), with a peak
