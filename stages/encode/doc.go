@@ -81,7 +81,8 @@
 // running statistics) under any GOMAXPROCS and Workers
 // (TestPoolSameBytesAnyWorkers). Nothing inside a replica depends on
 // GOMAXPROCS: sgemm runs on the calling goroutine, each element of its
-// product summed in an order fixed by the sizes.
+// product summed in an order fixed by the sizes. (Machines whose sgemm
+// kernels differ, FMA or not, may round differently: see BLAS.)
 //
 // # Graph
 //

@@ -283,7 +283,9 @@ func nearMultiples(total, m, g int) string {
 // moved once per step. The shards' parameter gradients are summed in shard
 // order. So a Pool's embeddings, gradients and running statistics depend
 // on Batch, Views, KeyEncoder, Shard and BNGroup, and not on Workers or
-// GOMAXPROCS: the same bytes on every machine.
+// GOMAXPROCS: the same bytes on any number of cores (with the same
+// matrix-multiply kernel: BLAS; kernels with and without FMA round
+// differently).
 //
 // Costs: every shard of the query encoder holds its graph's activations
 // and gradients (about 1 MB per 28×28 image for convnet-s, 15 MB per
