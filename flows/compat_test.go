@@ -9,13 +9,13 @@ import (
 	"github.com/contrastream/contrastream/stages/encode"
 )
 
-// TestRecordedReplicasDropped: earlier versions recorded the encode
+// TestCompatDropsRecordedReplicas: earlier versions recorded the encode
 // stage's replicas in every checkpoint's flow (a count chosen from
 // GOMAXPROCS, BatchNorm per replica). This version refuses the field with
 // an error that says what replaces it, and UpgradeRecordedFlow drops it,
 // so such a checkpoint's flow parses with the default shards and
 // BatchNorm group; a flow without it comes back unchanged.
-func TestRecordedReplicasDropped(t *testing.T) {
+func TestCompatDropsRecordedReplicas(t *testing.T) {
 	for _, name := range []string{"moco", "simclr"} {
 		t.Run(name, func(t *testing.T) {
 			spec, err := flows.Load(name, nil)
