@@ -1,6 +1,7 @@
 package encode
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -47,4 +48,34 @@ func BenchmarkStep(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/step")
+}
+
+// BenchmarkPoolStep is the training flows' step of convnet-s on batches of
+// 256 28×28 gray images through a Pool (moco: the queries with gradient and
+// the keys; simclr: both views with gradient), forward then backward and
+// the sum of the shards' gradients, at several shard sizes, to choose
+// DefaultShard: go test -run XXX -bench PoolStep -benchtime 10x.
+func BenchmarkPoolStep(b *testing.B) {
+	const n = 256
+	in := Input{C: 1, H: 28, W: 28}
+	for _, key := range []bool{true, false} {
+		for _, shard := range []int{16, 32, 64, 128, 256} {
+			b.Run(fmt.Sprintf("%s/shard=%d", map[bool]string{true: "moco", false: "simclr"}[key], shard), func(b *testing.B) {
+				w, err := NewWeights(Config{}, in, rand.New(rand.NewPCG(1, 2)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				p := newPool(b, w, PoolConfig{Batch: n, KeyEncoder: key, Shard: shard})
+				batch := poolBatch(n, in, 5)
+				g := poolGrads(n, w.Out(), 6)
+				poolStep(b, p, batch, g)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					poolStep(b, p, batch, g)
+				}
+				b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/step")
+			})
+		}
+	}
 }

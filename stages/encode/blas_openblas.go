@@ -12,8 +12,10 @@ import "unsafe"
 const BLAS = "openblas"
 
 func init() {
-	// The encode pool runs one replica per core; each multiplies on its own
-	// goroutine, so OpenBLAS's own threads would only oversubscribe them.
+	// The encode pool runs its shards on as many workers as there are
+	// cores; each multiplies on its own goroutine, so OpenBLAS's own
+	// threads would only oversubscribe them (and one thread keeps each
+	// product's rounding independent of the thread count).
 	C.openblas_set_num_threads(1)
 }
 

@@ -42,7 +42,8 @@ import (
 //
 // Cost: one training step (forward and backward) of the full network at
 // shard size 256 on 32×32×3 is about 850 GFLOP. A MoCo step at batch 256
-// (two replicas of 128: query forward and backward, key forward) took
+// (measured before shards and BatchNorm groups, with two replicas of 128,
+// BatchNorm per replica: query forward and backward, key forward) took
 // 7.3–7.4 s on this project's 2-core machine, against PyTorch's 6.6–6.7 s
 // (contrastream bench with arch resnet18, and
 // cmd/reference/resnet_reference.py; README, Performance), with a peak
@@ -212,7 +213,7 @@ func (nb *netBuilder) conv(name string, x *act, out, k, s, p int) (*act, error) 
 
 // bn adds a BatchNorm2d of x, with the ReLU fused when relu is set.
 func (nb *netBuilder) bn(name string, x *act, relu bool) *act {
-	op := newBatchNormOp(name, nb.st, nb.n, x.c, x.h, x.w, relu, nb.buf(name+".running_mean"), nb.buf(name+".running_var"))
+	op := nb.batchNorm(name, x.c, x.h, x.w, relu)
 	y := G.Must(G.ApplyOp(op, x.node, nb.param[name+".weight"], nb.param[name+".bias"]))
 	return &act{node: y, c: x.c, h: x.h, w: x.w}
 }
