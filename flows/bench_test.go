@@ -61,7 +61,7 @@ func BenchmarkStepChecks(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			pool, err := encode.NewPool(w, 256, 1, true)
+			pool, err := encode.NewPool(w, encode.PoolConfig{Batch: 256, KeyEncoder: true, Shard: 256})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -17,6 +17,14 @@ var zeroWasDefault = map[string][]string{
 	"optimize": {"lr", "trust_coefficient", "eps"},
 }
 
+// removedFields names, by stage kind, the fields that this version no
+// longer has and refuses, which earlier versions recorded in every
+// checkpoint's flow: the encode stage's replicas (a count chosen from
+// GOMAXPROCS; shard, workers and bn_group replaced it).
+var removedFields = map[string][]string{
+	"encode": {"replicas"},
+}
+
 // UpgradeRecordedFlow returns the flow spec that a checkpoint recorded
 // (sinks.CheckpointInfo.Flow) as this version means it. Checkpoints of
 // earlier versions record "temperature: 0", "lr: 0", "trust_coefficient: 0"
@@ -26,6 +34,11 @@ var zeroWasDefault = map[string][]string{
 // flow this version records never holds such a 0 (its spec was refused
 // before the run), and comes back unchanged, as does text that is not a
 // flow (ParseSpec reports it).
+//
+// Earlier versions also recorded the encode stage's replicas, which this
+// version refuses (the flow now fixes the shards and BatchNorm groups, by
+// default from the batch size): it is dropped, so the run resumes with the
+// defaults, BatchNorm over the whole batch rather than per replica.
 func UpgradeRecordedFlow(flow string) string {
 	var doc yaml.Node
 	if yaml.Unmarshal([]byte(flow), &doc) != nil || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
@@ -41,11 +54,19 @@ func UpgradeRecordedFlow(flow string) string {
 			if st.Kind != yaml.MappingNode {
 				continue
 			}
-			var fields []string
+			var fields, removed []string
 			for j := 0; j+1 < len(st.Content); j += 2 {
 				if st.Content[j].Value == "kind" {
-					fields = zeroWasDefault[st.Content[j+1].Value]
+					fields, removed = zeroWasDefault[st.Content[j+1].Value], removedFields[st.Content[j+1].Value]
 				}
+			}
+			for j := 0; j+1 < len(st.Content); {
+				if slices.Contains(removed, st.Content[j].Value) {
+					st.Content = slices.Delete(st.Content, j, j+2)
+					changed = true
+					continue
+				}
+				j += 2
 			}
 			for j := 0; j+1 < len(st.Content); j += 2 {
 				v := st.Content[j+1]

@@ -41,7 +41,7 @@ func Example_moco() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	pool, err := encode.NewPool(w, batch, 0, true) // a momentum (key) encoder for view 2
+	pool, err := encode.NewPool(w, encode.PoolConfig{Batch: batch, KeyEncoder: true}) // a momentum (key) encoder for view 2
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -199,7 +199,7 @@ func (t *parts) buildEncode(c *encode.StageConfig, env pipeline.BuildEnv) (pipel
 			return nil, fmt.Errorf("init from checkpoint: %w", err)
 		}
 	}
-	pool, err := encode.NewPool(w, plan.BatchSize, c.Replicas, c.KeyEncoder)
+	pool, err := encode.NewPool(w, c.PoolConfig(plan.BatchSize))
 	if err != nil {
 		return nil, err
 	}

@@ -122,45 +122,41 @@ func (c Config) replicaBytes(in Input, n int, backward bool) (float64, error) {
 }
 
 // MemoryBytes estimates the memory the encode stage's Pool holds for
-// batches of batch samples of in (NewPool with c's replicas and key
-// encoder): the training replicas' activations and gradients for every
-// image of the step (both views without a key encoder), the key encoder's
-// replicas (forward only), the weights with their summed gradient and the
-// key encoder's copy, and the embeddings. It grows linearly with the batch
-// size, and saturates at math.MaxInt64. The error is NewPool's or
-// NewWeights's, for a config or replica count they would refuse.
+// batches of batch samples of in (NewPool with c.PoolConfig(batch)): the
+// training shards' activations and gradients for every image of the step
+// (both views without a key encoder) and each shard's parameter gradient,
+// the key encoder's shards (forward only), the weights with their summed
+// gradient and the key encoder's copy, and the embeddings. It grows
+// linearly with the batch size at a fixed shard size, and saturates at
+// math.MaxInt64. The error is NewPool's or NewWeights's, for a config or
+// shard size they would refuse.
 func (c StageConfig) MemoryBytes(in Input, batch int) (int64, error) {
 	if batch < 1 {
 		return 0, fmt.Errorf("encode: batch size %d, want at least 1", batch)
 	}
-	views := 2
-	if c.KeyEncoder {
-		views = 1
-	}
-	r, err := poolReplicas(batch, views, c.Replicas)
+	pl, err := c.PoolConfig(batch).plan()
 	if err != nil {
 		return 0, err
 	}
-	shard := views * batch / r
-	q, err := c.replicaBytes(in, shard, true)
+	q, err := c.replicaBytes(in, pl.shard, true)
 	if err != nil {
 		return 0, err
 	}
-	total := float64(r) * q
+	total := float64(pl.shards) * q
 	p, _ := c.params(in)
 	weights := 2 * p // the weights and the pool's summed gradient
 	if c.KeyEncoder {
-		k, err := c.replicaBytes(in, shard, false)
+		k, err := c.replicaBytes(in, pl.shard, false)
 		if err != nil {
 			return 0, err
 		}
-		total += float64(r) * k
+		total += float64(batch/pl.shard) * k
 		weights += p // the key encoder's weights
 	}
 	out, b := float64(c.withDefaults().Out), float64(batch)
 	vals := weights + 2*b*out // the embeddings of both views
-	if shard > batch {
-		vals += 2*b*float64(in.Len()) + 2*b*out // one replica takes both views, copied together
+	if pl.shard > batch {
+		vals += 2*b*float64(in.Len()) + 2*b*out // one shard takes both views, copied together
 	}
 	return saturate(total + 4*vals), nil
 }

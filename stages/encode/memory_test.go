@@ -106,11 +106,11 @@ func TestMemoryEstimate(t *testing.T) {
 }
 
 // TestPoolMemoryGrowsLinearly: the pool's estimate is a fixed part plus
-// one per sample, the key encoder's share included, and refuses what
-// NewPool would.
+// one per sample at a fixed shard size, the key encoder's share included,
+// and refuses what NewPool would.
 func TestPoolMemoryGrowsLinearly(t *testing.T) {
 	in := Input{1, 28, 28}
-	for _, c := range []StageConfig{{KeyEncoder: true, Replicas: 2}, {Replicas: 2}, {Replicas: 1}} {
+	for _, c := range []StageConfig{{KeyEncoder: true}, {}, {Shard: 64}, {KeyEncoder: true, Shard: 16, BNGroup: 64}} {
 		m := func(b int) int64 {
 			v, err := c.MemoryBytes(in, b)
 			if err != nil {
@@ -127,8 +127,8 @@ func TestPoolMemoryGrowsLinearly(t *testing.T) {
 			t.Errorf("%+v: %.0f bytes a sample; convnet-s on 28×28 needs about 1 to 2 MB", c, perSample)
 		}
 	}
-	if _, err := (StageConfig{Replicas: 3, KeyEncoder: true}).MemoryBytes(in, 256); err == nil {
-		t.Error("3 replicas for a batch of 256: no error")
+	if _, err := (StageConfig{Shard: 3, KeyEncoder: true}).MemoryBytes(in, 256); err == nil {
+		t.Error("shards of 3 for a batch of 256: no error")
 	}
 	big, err := StageConfig{KeyEncoder: true}.MemoryBytes(in, 1<<20)
 	if err != nil || big < 1<<40 {

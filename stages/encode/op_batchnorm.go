@@ -14,11 +14,16 @@ import (
 // (fused: one pass, no intermediate tensor): inputs x (N×C×H×W), γ (C) and
 // β (C); output y = ReLU(γ·(x−μ)/√(σ²+ε) + β) of x's shape.
 //
-// In training mode (runState.train) μ and σ² are the batch's per-channel
-// mean and biased variance, and the running statistics move towards them:
-// mean ← (1−m)·mean + m·μ, var ← (1−m)·var + m·σ²·M/(M−1), where M =
-// N·H·W and m = BNMomentum (the unbiased variance, as PyTorch). In eval
-// mode μ and σ² are the running statistics, which stay unchanged.
+// In training mode (runState.train) μ and σ² are the per-channel mean and
+// biased variance of the op's BatchNorm group: its own N images for a
+// replica alone, or every image of the group for the shards of a Pool
+// (see bnGroup: the ops of the group's shards meet at a barrier). The
+// running statistics move towards them once per group and run (by the
+// group that owns them): mean ← (1−m)·mean + m·μ,
+// var ← (1−m)·var + m·σ²·M/(M−1), where M is the group's images × H·W and
+// m = BNMomentum (the unbiased variance, as PyTorch). In eval mode μ and
+// σ² are the running statistics, which stay unchanged, and no op waits for
+// another.
 //
 // gorgonia's BatchNorm cannot be used: with nil scale and bias it creates
 // them full-shape (N×C×H×W) rather than per channel, its float32 eval-mode
@@ -28,24 +33,29 @@ import (
 // own (they are separate broadcast ops, each allocating a full tensor).
 type batchNormOp struct {
 	opBase
-	st              *runState
-	shape           tensor.Shape // N×C×H×W
-	n, c, hw        int
-	relu            bool
-	momentum, eps   float64
-	runMean, runVar []float32 // the running statistics, updated in place
+	st       *runState
+	shape    tensor.Shape // N×C×H×W
+	n, c, hw int
+	relu     bool
 
-	// The statistics the last forward run used: batch or running.
+	// group is what the op shares with the same layer's ops of the other
+	// shards of its BatchNorm group (see bnGroup): the per-image sums, the
+	// statistics, the running statistics and the barrier. member is this
+	// op's shard's place in the group.
+	group  *bnGroup
+	member int
+
+	// The statistics the last forward run used: batch (the group's) or
+	// running.
 	batch        bool
 	mean, invStd []float32
 	out          *tensor.Dense
-	// seg holds each image's and channel's sum, sum of squared deviations
-	// from its own mean, and that mean, for the batch statistics.
-	seg []segStat
 
-	// dγ and dβ for the backward run st.gen, and their float64 sums.
+	// dγ and dβ of this op's shard for the backward run st.gen, their
+	// float64 sums, and the group's dγ and dβ for dx.
 	dg, db   []float32
 	sdg, sdb []float64
+	gdg, gdb []float32
 	gradGen  uint64
 }
 
@@ -55,12 +65,25 @@ type segStat struct {
 	mean       float32
 }
 
+// newBatchNormOp returns the BatchNorm of one replica alone: its batch
+// statistics are those of its own n images, and it moves runMean and
+// runVar (the replica's running statistics) after each training forward
+// run.
 func newBatchNormOp(name string, st *runState, n, c, h, w int, relu bool, runMean, runVar []float32) *batchNormOp {
+	return newGroupBatchNormOp(name, st, n, c, h, w, relu, newBNGroup(nil, 1, n, c, h*w, runMean, runVar, true), 0)
+}
+
+// newGroupBatchNormOp returns the BatchNorm of shard member of group g
+// (whose shards are of n images).
+func newGroupBatchNormOp(name string, st *runState, n, c, h, w int, relu bool, g *bnGroup, member int) *batchNormOp {
 	return &batchNormOp{
 		opBase: newBase("batchnorm", name), st: st,
 		shape: tensor.Shape{n, c, h, w}, n: n, c: c, hw: h * w, relu: relu,
-		momentum: BNMomentum, eps: BNEps, runMean: runMean, runVar: runVar,
+		group: g, member: member,
 		mean: make([]float32, c), invStd: make([]float32, c),
+		dg: make([]float32, c), db: make([]float32, c),
+		sdg: make([]float64, c), sdb: make([]float64, c),
+		gdg: make([]float32, c), gdb: make([]float32, c),
 	}
 }
 
@@ -91,23 +114,23 @@ func (op *batchNormOp) Do(vs ...G.Value) (v G.Value, err error) {
 	}
 	x, gamma, beta := in[0], in[1], in[2]
 	train := op.st == nil || op.st.train
-	m := op.n * op.hw
-	if train && m < 2 {
-		return nil, fmt.Errorf("%s: training mode needs more than one value per channel, got %d (shard %d × %d positions)", op.id, m, op.n, op.hw)
+	g := op.group
+	if m := g.images() * op.hw; train && m < 2 {
+		return nil, fmt.Errorf("%s: training mode needs more than one value per channel, got %d (a group of %d images × %d positions)", op.id, m, g.images(), op.hw)
 	}
 	op.batch = train
 	if train {
 		op.batchStats(x)
-	}
-	for c := 0; c < op.c; c++ {
-		var mean, v float64
-		if train {
-			mean, v = op.batchMeanVar(c)
-		} else {
-			mean, v = float64(op.runMean[c]), float64(op.runVar[c])
+		if err := g.wait(g.forwardStats); err != nil {
+			return nil, fmt.Errorf("%s: %w", op.id, err)
 		}
-		op.mean[c] = float32(mean)
-		op.invStd[c] = float32(1 / math.Sqrt(v+op.eps))
+		copy(op.mean, g.mean)
+		copy(op.invStd, g.invStd)
+	} else {
+		for c := 0; c < op.c; c++ {
+			op.mean[c] = g.runMean[c]
+			op.invStd[c] = float32(1 / math.Sqrt(float64(g.runVar[c])+g.eps))
+		}
 	}
 	out := buffer(&op.out, op.shape)
 	y := out.Float32s()
@@ -126,45 +149,18 @@ func (op *batchNormOp) Do(vs ...G.Value) (v G.Value, err error) {
 	return out, nil
 }
 
-// batchStats fills op.seg from x in one pass over memory: each image's
-// H·W values of a channel are summed, then (while in cache) their squared
-// deviations from their own mean.
+// batchStats fills the op's slots of its group's per-image statistics
+// from x in one pass over memory: each image's H·W values of a channel are
+// summed, then (while in cache) their squared deviations from their own
+// mean.
 func (op *batchNormOp) batchStats(x []float32) {
-	if len(op.seg) != op.n*op.c {
-		op.seg = make([]segStat, op.n*op.c)
-	}
-	for s := range op.seg {
+	seg := op.group.segs(op.member)
+	for s := range seg {
 		xs := x[s*op.hw : (s+1)*op.hw]
 		sum := sum(xs)
 		m := float32(sum / float64(op.hw))
-		op.seg[s] = segStat{sum: sum, sqDev: sumSqDev(xs, m), mean: m}
+		seg[s] = segStat{sum: sum, sqDev: sumSqDev(xs, m), mean: m}
 	}
-}
-
-// batchMeanVar returns channel c's batch mean and biased variance from
-// op.seg, and moves the running statistics towards them. The squared
-// deviations of an image from the channel's mean μ are those from its own
-// mean m plus 2(m−μ)·Σ(x−m) + H·W·(m−μ)² (Chan et al.'s pairwise update),
-// in float64, added image by image in order.
-func (op *batchNormOp) batchMeanVar(c int) (mean, v float64) {
-	m := op.n * op.hw
-	var s float64
-	for n := 0; n < op.n; n++ {
-		s += op.seg[n*op.c+c].sum
-	}
-	mean = s / float64(m)
-	hw := float64(op.hw)
-	var ss float64
-	for n := 0; n < op.n; n++ {
-		g := op.seg[n*op.c+c]
-		d := float64(g.mean) - mean
-		ss += g.sqDev + 2*d*(g.sum-hw*float64(g.mean)) + hw*d*d
-	}
-	ss = max(ss, 0)
-	v = ss / float64(m)
-	op.runMean[c] = float32((1-op.momentum)*float64(op.runMean[c]) + op.momentum*mean)
-	op.runVar[c] = float32((1-op.momentum)*float64(op.runVar[c]) + op.momentum*ss/float64(m-1))
-	return mean, v
 }
 
 // DiffWRT is true for x, γ and β.
@@ -247,7 +243,10 @@ func (op *bnGradOp) Do(vs ...G.Value) (v G.Value, err error) {
 	if err != nil {
 		return nil, err
 	}
-	dg, db := f.paramGrads(in[0], in[1], in[2])
+	dg, db, err := f.paramGrads(in[0], in[1], in[2])
+	if err != nil {
+		return nil, err
+	}
 	out := buffer(&op.out, tensor.Shape{f.c})
 	if op.what == bnBeta {
 		copy(out.Float32s(), db)
@@ -258,40 +257,51 @@ func (op *bnGradOp) Do(vs ...G.Value) (v G.Value, err error) {
 }
 
 // paramGrads returns dγ (Σ dy'·x̂ per channel) and dβ (Σ dy' per channel)
-// for x, the output y and dy (dy' is dy masked by the fused ReLU, y > 0),
-// from one pass over them in memory order, computed once per backward run
-// for the two ops that want them. Each channel's sums over the images are
-// added in float64, image by image in order.
-func (op *batchNormOp) paramGrads(x, y, dy []float32) (dg, db []float32) {
-	if op.st != nil && op.st.gen != 0 && op.st.gen == op.gradGen && len(op.dg) == op.c {
-		return op.dg, op.db
+// of the op's shard for x, the output y and dy (dy' is dy masked by the
+// fused ReLU, y > 0), from one pass over them in memory order, computed
+// once per backward run for the two ops that want them. Each channel's
+// sums over the images are added in float64, image by image in order.
+// With batch statistics it also sets the group's sums for dx (gdg, gdb):
+// the shard's, or for a group of several shards, those of every image of
+// the group in the group's order, once all have arrived at its barrier.
+func (op *batchNormOp) paramGrads(x, y, dy []float32) (dg, db []float32, err error) {
+	if op.st != nil && op.st.gen != 0 && op.st.gen == op.gradGen {
+		return op.dg, op.db, nil
 	}
-	dg, db = scratch(&op.dg, op.c), scratch(&op.db, op.c)
-	if len(op.sdg) != op.c {
-		op.sdg, op.sdb = make([]float64, op.c), make([]float64, op.c)
-	}
-	clear(op.sdg)
-	clear(op.sdb)
+	g := op.group
+	parts := g.parts(op.member)
 	for n := 0; n < op.n; n++ {
 		for c := 0; c < op.c; c++ {
 			i := (n*op.c + c) * op.hw
-			var g, b float64
+			var pg, pb float64
 			if op.relu {
-				g, b = vec.DotDevReLU(y[i:i+op.hw], dy[i:i+op.hw], x[i:i+op.hw], op.mean[c])
+				pg, pb = vec.DotDevReLU(y[i:i+op.hw], dy[i:i+op.hw], x[i:i+op.hw], op.mean[c])
 			} else {
-				g, b = dotDev(dy[i:i+op.hw], x[i:i+op.hw], op.mean[c])
+				pg, pb = dotDev(dy[i:i+op.hw], x[i:i+op.hw], op.mean[c])
 			}
-			op.sdg[c] += g
-			op.sdb[c] += b
+			parts[n*op.c+c] = bnPart{pg, pb}
 		}
 	}
-	for c := range dg {
-		dg[c], db[c] = float32(op.sdg[c])*op.invStd[c], float32(op.sdb[c])
+	sumParts(parts, op.n, op.c, op.sdg, op.sdb)
+	for c := range op.dg {
+		op.dg[c], op.db[c] = float32(op.sdg[c])*op.invStd[c], float32(op.sdb[c])
+	}
+	switch {
+	case !op.batch:
+	case g.parties == 1:
+		copy(op.gdg, op.dg)
+		copy(op.gdb, op.db)
+	default:
+		if err := g.wait(g.backwardSums); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", op.id, err)
+		}
+		copy(op.gdg, g.dg)
+		copy(op.gdb, g.db)
 	}
 	if op.st != nil {
 		op.gradGen = op.st.gen
 	}
-	return dg, db
+	return op.dg, op.db, nil
 }
 
 // The sums of BatchNorm, each over one image's H·W values of one channel
@@ -308,7 +318,9 @@ func dotDev(g, x []float32, mean float32) (dot, sg float64) { return vec.DotDev(
 
 // bnGradInputOp is the gradient of a batchNormOp with respect to x. Inputs
 // x, y, dy, γ, dγ, dβ. With batch statistics
-// dx = γ/σ · (dy' − dβ/M − x̂·dγ/M); with running statistics
+// dx = γ/σ · (dy' − dβ/M − x̂·dγ/M), where M counts the values of the
+// BatchNorm group (all its shards) and dγ and dβ are the group's sums
+// (for a replica alone, its inputs dγ and dβ); with running statistics
 // dx = γ/σ · dy'.
 type bnGradInputOp struct {
 	opBase
@@ -334,9 +346,12 @@ func (op *bnGradInputOp) Do(vs ...G.Value) (v G.Value, err error) {
 		return nil, err
 	}
 	x, y, dy, gamma, dg, db := in[0], in[1], in[2], in[3], in[4], in[5]
+	if f.group.parties > 1 {
+		dg, db = f.gdg, f.gdb // the group's; the inputs are the shard's part
+	}
 	out := buffer(&op.out, f.shape)
 	dx := out.Float32s()
-	invM := 1 / float32(f.n*f.hw)
+	invM := 1 / float32(f.group.images()*f.hw)
 	for n := 0; n < f.n; n++ {
 		for c := 0; c < f.c; c++ {
 			i := (n*f.c + c) * f.hw

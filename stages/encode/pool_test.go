@@ -39,9 +39,9 @@ func poolWeights(t testing.TB, seed uint64) *Weights {
 	return w
 }
 
-func newPool(t testing.TB, w *Weights, n, replicas int, key bool) *Pool {
+func newPool(t testing.TB, w *Weights, cfg PoolConfig) *Pool {
 	t.Helper()
-	p, err := NewPool(w, n, replicas, key)
+	p, err := NewPool(w, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,20 +145,20 @@ func checkResults(t testing.TB, got, want stepResult, params []*Tensor, tol floa
 	t.Logf("Z rel err %.2e / %.2e, worst gradient rel err %.2e", relErr(got.z[0], want.z[0]), relErr(got.z[1], want.z[1]), worst)
 }
 
-// separateShards computes, with one fresh Replica per shard, what a pool
-// of the given replica count must give: each shard's embeddings from its
-// own forward pass (BatchNorm statistics of that shard alone), and the
-// sum over shards of each replica's gradient of sum(Z_shard ⊙ G_shard).
-// Shards are taken view-major over the views·n query images; MoCo's keys
-// come from replicas of key on the same shards of view 2.
-func separateShards(t *testing.T, w, key *Weights, b *pipeline.Batch, g [2][]float32, replicas int) stepResult {
+// separateGroups computes, with one fresh Replica per BatchNorm group of
+// group images, what a pool with that group must give, whatever its
+// shards: each group's embeddings from its own forward pass (BatchNorm
+// statistics of that group alone), and the sum over groups of each
+// replica's gradient of sum(Z_group ⊙ G_group). Groups are taken
+// view-major over the views·n query images; MoCo's keys come from
+// replicas of key on the same groups of view 2.
+func separateGroups(t *testing.T, w, key *Weights, b *pipeline.Batch, g [2][]float32, group int) stepResult {
 	t.Helper()
 	n, img, d := b.Len(), b.C*b.H*b.W, w.Out()
 	views := 2
 	if key != nil {
 		views = 1
 	}
-	shard := views * n / replicas
 	// The query images and their gradients, view after view.
 	var x, gq []float32
 	for v := range views {
@@ -170,14 +170,14 @@ func separateShards(t *testing.T, w, key *Weights, b *pipeline.Batch, g [2][]flo
 	for _, q := range w.Params {
 		res.grads = append(res.grads, make([]float32, len(q.Data)))
 	}
-	for s := range replicas {
-		r := newReplica(t, w, shard)
-		_, proj, err := r.Forward(x[s*shard*img:(s+1)*shard*img], Train)
+	for s := range views * n / group {
+		r := newReplica(t, w, group)
+		_, proj, err := r.Forward(x[s*group*img:(s+1)*group*img], Train)
 		if err != nil {
 			t.Fatal(err)
 		}
 		zq = append(zq, proj...)
-		if err := r.Backward(gq[s*shard*d : (s+1)*shard*d]); err != nil {
+		if err := r.Backward(gq[s*group*d : (s+1)*group*d]); err != nil {
 			t.Fatal(err)
 		}
 		for k, q := range r.Params() {
@@ -186,12 +186,12 @@ func separateShards(t *testing.T, w, key *Weights, b *pipeline.Batch, g [2][]flo
 			}
 		}
 		if key != nil {
-			kr := newReplica(t, key, shard)
-			_, proj, err := kr.Forward(b.Views[1][s*shard*img:(s+1)*shard*img], Train)
+			kr := newReplica(t, key, group)
+			_, proj, err := kr.Forward(b.Views[1][s*group*img:(s+1)*group*img], Train)
 			if err != nil {
 				t.Fatal(err)
 			}
-			copy(res.z[1][s*shard*d:], proj)
+			copy(res.z[1][s*group*d:], proj)
 		}
 	}
 	copy(res.z[0], zq[:n*d])
@@ -202,27 +202,47 @@ func separateShards(t *testing.T, w, key *Weights, b *pipeline.Batch, g [2][]flo
 }
 
 // TestPoolExact checks the decomposition: a pool's embeddings are those of
-// separate replicas, one per shard, and its summed gradient is the sum of
-// theirs given the matching slices of G, i.e. the gradient of
-// sum(Z ⊙ G) over the whole batch with BatchNorm statistics per shard.
+// separate replicas, one per BatchNorm group (by default the whole step),
+// however many shards compute each group, and its summed gradient is the
+// sum of theirs given the matching slices of G, i.e. the gradient of
+// sum(Z ⊙ G) over the whole batch with BatchNorm statistics per group.
+// Its running statistics are those of group 0's replica. On the old code,
+// with BatchNorm per shard, every case with more than one shard in a group
+// failed.
 func TestPoolExact(t *testing.T) {
 	cases := []struct {
-		name     string
-		replicas int
-		key      bool
+		name         string
+		shard, group int
+		key          bool
 	}{
-		{"two-view/R=1", 1, false}, // one replica takes both views, concatenated
-		{"two-view/R=2", 2, false}, // a view per replica
-		{"two-view/R=4", 4, false}, // two shards per view
-		{"moco/R=1", 1, true},
-		{"moco/R=2", 2, true},
+		{"two-view/shard=16", 16, 0, false}, // one shard takes both views, concatenated
+		{"two-view/shard=8", 8, 0, false},   // a view per shard
+		{"two-view/shard=4", 4, 0, false},   // two shards per view
+		{"two-view/shard=2", 2, 0, false},
+		{"two-view/shard=2/group=4", 2, 4, false}, // ghost BatchNorm: groups of two shards
+		{"two-view/shard=8/group=8", 8, 8, false}, // a group per view
+		{"moco/shard=8", 8, 0, true},
+		{"moco/shard=4", 4, 0, true},
+		{"moco/shard=2", 2, 0, true},
+		{"moco/shard=2/group=4", 2, 4, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			w := poolWeights(t, 11)
-			p := newPool(t, w, poolN, c.replicas, c.key)
-			if p.Replicas() != c.replicas {
-				t.Fatalf("Replicas() = %d, want %d", p.Replicas(), c.replicas)
+			p := newPool(t, w, PoolConfig{Batch: poolN, Shard: c.shard, BNGroup: c.group, KeyEncoder: c.key, Workers: 3})
+			images := poolN * 2
+			if c.key {
+				images = poolN
+			}
+			if p.Shards() != images/c.shard {
+				t.Fatalf("Shards() = %d, want %d", p.Shards(), images/c.shard)
+			}
+			group := c.group
+			if group == 0 {
+				group = images
+			}
+			if p.BNGroup() != group {
+				t.Fatalf("BNGroup() = %d, want %d", p.BNGroup(), group)
 			}
 			if c.key {
 				// The key encoder starts as a copy of w; make it differ, so
@@ -238,7 +258,7 @@ func TestPoolExact(t *testing.T) {
 			}
 			b := poolBatch(poolN, poolIn, 21)
 			g := poolGrads(poolN, w.Out(), 31)
-			want := separateShards(t, w, p.KeyWeights(), b, g, c.replicas)
+			want := separateGroups(t, w, p.KeyWeights(), b, g, group)
 			got := poolStep(t, p, b, g)
 			checkResults(t, got, want, w.Params, 1e-5)
 			// A second step gives the same: gradients are overwritten, not
@@ -247,17 +267,14 @@ func TestPoolExact(t *testing.T) {
 			again := poolStep(t, p, b, g)
 			checkResults(t, again, want, w.Params, 1e-5)
 
-			// SyncBuffers hands replica 0's running statistics to the
-			// Weights: two training passes on shard 0 from the initial ones.
+			// SyncBuffers hands the encoder's running statistics to the
+			// Weights: two training passes over group 0 from the initial
+			// ones, each moving them once.
 			if err := p.SyncBuffers(); err != nil {
 				t.Fatal(err)
 			}
-			shard := poolN * 2 / c.replicas
-			if c.key {
-				shard = poolN / c.replicas
-			}
-			r := newReplica(t, randomWeightsLike(t, w), shard)
-			x := slices.Concat(b.Views[0], b.Views[1])[:shard*poolIn.Len()]
+			r := newReplica(t, randomWeightsLike(t, w), group)
+			x := slices.Concat(b.Views[0], b.Views[1])[:group*poolIn.Len()]
 			for range 2 {
 				if _, _, err := r.Forward(x, Train); err != nil {
 					t.Fatal(err)
@@ -265,6 +282,17 @@ func TestPoolExact(t *testing.T) {
 			}
 			for k, buf := range w.Buffers {
 				checkClose(t, "buffer "+buf.Name, buf.Data, r.Buffers()[k].Data, 1e-5)
+			}
+			if c.key {
+				kr := newReplica(t, randomWeightsLike(t, p.KeyWeights()), group)
+				for range 2 {
+					if _, _, err := kr.Forward(b.Views[1][:group*poolIn.Len()], Train); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for k, buf := range p.KeyWeights().Buffers {
+					checkClose(t, "key buffer "+buf.Name, buf.Data, kr.Buffers()[k].Data, 1e-5)
+				}
 			}
 		})
 	}
@@ -281,55 +309,30 @@ func randomWeightsLike(t testing.TB, w *Weights) *Weights {
 	return c
 }
 
-// TestPoolReplicaCountSameStatistics checks R = 1 against R = 2 on batches
-// whose shards have the same BatchNorm statistics as the whole batch
-// (every shard a copy of the others): then the pool must give the same
-// embeddings and gradients whatever R, i.e. R = 2 equals one graph over the
-// whole batch.
-func TestPoolReplicaCountSameStatistics(t *testing.T) {
-	t.Run("two-view", func(t *testing.T) {
-		// R = 1 runs both views as one shard of 2n images, R = 2 a view per
-		// replica: view 2 is a copy of view 1. G differs between the views.
-		w := poolWeights(t, 12)
-		b := poolBatch(poolN, poolIn, 22)
-		b.Views[1] = slices.Clone(b.Views[0])
-		g := poolGrads(poolN, w.Out(), 32)
-		one := poolStep(t, newPool(t, w, poolN, 1, false), b, g)
-		two := poolStep(t, newPool(t, w, poolN, 2, false), b, g)
-		checkResults(t, two, one, w.Params, 1e-4)
-	})
-	t.Run("moco", func(t *testing.T) {
-		// Shards of 4: samples 4..7 are copies of 0..3, in both views.
-		w := poolWeights(t, 13)
-		b := poolBatch(poolN, poolIn, 23)
-		half := poolN / 2 * poolIn.Len()
-		for v := range 2 {
-			copy(b.Views[v][half:], b.Views[v][:half])
-		}
-		g := poolGrads(poolN, w.Out(), 33)
-		one := poolStep(t, newPool(t, w, poolN, 1, true), b, g)
-		two := poolStep(t, newPool(t, w, poolN, 2, true), b, g)
-		checkResults(t, two, one, w.Params, 1e-4)
-	})
-}
-
-// TestPoolBatchNormPerShard shows that BatchNorm statistics are per shard:
-// on an ordinary batch, R = 1 and R = 2 give different embeddings (as
-// MoCo's shuffled BN wants), while each is exact for its own shards
-// (TestPoolExact).
-func TestPoolBatchNormPerShard(t *testing.T) {
+// TestPoolOneShardIsTheReplica: a pool of one shard per group computes
+// exactly what a lone Replica of that size does, bit for bit: the group
+// code adds nothing to the arithmetic of a group of one shard.
+func TestPoolOneShardIsTheReplica(t *testing.T) {
 	for _, key := range []bool{false, true} {
 		t.Run(fmt.Sprintf("key=%v", key), func(t *testing.T) {
-			w := poolWeights(t, 14)
-			b := poolBatch(poolN, poolIn, 24)
-			g := poolGrads(poolN, w.Out(), 34)
-			one := poolStep(t, newPool(t, w, poolN, 1, key), b, g)
-			two := poolStep(t, newPool(t, w, poolN, 2, key), b, g)
+			w := poolWeights(t, 12)
+			shard := 2 * poolN
+			if key {
+				shard = poolN
+			}
+			p := newPool(t, w, PoolConfig{Batch: poolN, Shard: shard, KeyEncoder: key})
+			b := poolBatch(poolN, poolIn, 22)
+			g := poolGrads(poolN, w.Out(), 32)
+			want := separateGroups(t, w, p.KeyWeights(), b, g, shard)
+			got := poolStep(t, p, b, g)
 			for v := range 2 {
-				e := relErr(two.z[v], one.z[v])
-				t.Logf("Z[%d]: R=2 differs from R=1 by %.3g relative", v, e)
-				if e < 1e-3 {
-					t.Errorf("Z[%d]: R = 1 and R = 2 agree within %.3g; BatchNorm should normalise each shard with its own statistics", v, e)
+				if !sameBits(got.z[v], want.z[v]) {
+					t.Errorf("Z[%d] differs from the lone replica's", v)
+				}
+			}
+			for k, q := range w.Params {
+				if !sameBits(got.grads[k], want.grads[k]) {
+					t.Errorf("grad %s differs from the lone replica's", q.Name)
 				}
 			}
 		})
@@ -338,10 +341,12 @@ func TestPoolBatchNormPerShard(t *testing.T) {
 
 // TestPoolFiniteDifferences checks the pool's summed gradient against
 // central differences of sum(Z ⊙ G) recomputed by Encode, for a few
-// elements of every weight, with R = 2. For MoCo it also checks that the
-// keys do not depend on the query encoder's weights.
+// elements of every weight, with BatchNorm over the whole step computed by
+// shards of 2 images (so the gradient crosses the group's barriers). For
+// MoCo it also checks that the keys do not depend on the query encoder's
+// weights.
 //
-// A tiny ReLU network with BatchNorm over shards of 4 images has kinks
+// A tiny ReLU network with BatchNorm over a few images has kinks
 // (a ReLU or a max-pool switching) close to many points, where a central
 // difference is the mean of the slopes on either side, not the gradient
 // at the point (seen here: the gradient agrees with float64 differences at
@@ -353,7 +358,7 @@ func TestPoolFiniteDifferences(t *testing.T) {
 	for _, key := range []bool{false, true} {
 		t.Run(fmt.Sprintf("key=%v", key), func(t *testing.T) {
 			w := poolWeights(t, 15)
-			p := newPool(t, w, poolN, 2, key)
+			p := newPool(t, w, PoolConfig{Batch: poolN, Shard: 2, KeyEncoder: key})
 			b := poolBatch(poolN, poolIn, 25)
 			g := poolGrads(poolN, w.Out(), 35)
 			res := poolStep(t, p, b, g)
@@ -411,35 +416,42 @@ func TestPoolFiniteDifferences(t *testing.T) {
 func TestPoolErrors(t *testing.T) {
 	w := poolWeights(t, 16)
 	for _, c := range []struct {
-		n, replicas int
-		key         bool
-		want        []string
+		cfg  PoolConfig
+		want []string
 	}{
-		{8, 3, true, []string{"3 replicas", "choose replicas = a divisor of the batch size 8", "e.g. 2 or 4"}},
-		{8, 3, false, []string{"3 replicas", "choose replicas = 1 or twice a divisor of the batch size 8", "e.g. 2 or 4"}},
-		{8, 6, false, []string{"6 replicas", "choose", "e.g. 4 or 8"}},
-		{9, 3, false, []string{"3 replicas", "choose", "e.g. 2 or 6"}}, // 3 divides 9, yet a shard of 6 straddles the views
-		{8, 32, false, []string{"32 replicas", "choose", "e.g. 16"}},
-		{8, MaxReplicas + 1, true, []string{"257 replicas", "at most 256"}},
-		{0, 1, false, []string{"batch size 0"}},
-		{-8, 0, true, []string{"batch size -8"}},
+		{PoolConfig{Batch: 8, Shard: 3, KeyEncoder: true}, []string{"shard: 3 images per shard", "batch of 8", "e.g. 2 or 4"}},
+		{PoolConfig{Batch: 8, Shard: 3}, []string{"shard: 3 images", "e.g. 2 or 4", "or 16 (one shard of both views)"}},
+		{PoolConfig{Batch: 8, Shard: 12}, []string{"shard: 12 images", "e.g. 8", "or 16"}},
+		{PoolConfig{Batch: 9, Shard: 6}, []string{"shard: 6 images", "e.g. 3 or 9"}}, // 6 divides 18, yet a shard would straddle the views
+		{PoolConfig{Batch: 8, Shard: MaxShard + 1}, []string{"shard: must be in [1, 65536]"}},
+		{PoolConfig{Batch: 8, Shard: -1}, []string{"shard: must be in"}},
+		{PoolConfig{Batch: 8, Workers: -1}, []string{"workers: must be in [1, 1024] (0: GOMAXPROCS), got -1"}},
+		{PoolConfig{Batch: 8, Workers: MaxWorkers + 1}, []string{"workers: must be in"}},
+		{PoolConfig{Batch: 8, Shard: 4, BNGroup: 6}, []string{"bn_group: 6 images per BatchNorm group", "multiple of the shard (4 images)", "e.g. 4 or 8"}},
+		{PoolConfig{Batch: 8, Shard: 2, BNGroup: 6}, []string{"bn_group: 6", "divides the 16 images", "e.g. 4 or 8"}},
+		{PoolConfig{Batch: 8, Shard: 2, BNGroup: 32}, []string{"bn_group: 32", "e.g. 16"}},
+		{PoolConfig{Batch: 8, Shard: 2, BNGroup: -2}, []string{"bn_group: -2"}},
+		{PoolConfig{Batch: 8, Views: 3}, []string{"3 views, want 1 or 2"}},
+		{PoolConfig{Batch: 8, Views: 2, KeyEncoder: true}, []string{"Views must be 1"}},
+		{PoolConfig{Batch: 0}, []string{"batch size 0"}},
+		{PoolConfig{Batch: -8, KeyEncoder: true}, []string{"batch size -8"}},
 	} {
-		p, err := NewPool(w, c.n, c.replicas, c.key)
+		p, err := NewPool(w, c.cfg)
 		if err == nil {
 			p.Close()
-			t.Errorf("NewPool(n=%d, replicas=%d, key=%v) succeeded", c.n, c.replicas, c.key)
+			t.Errorf("NewPool(%+v) succeeded", c.cfg)
 			continue
 		}
 		for _, s := range c.want {
 			if !strings.Contains(err.Error(), s) {
-				t.Errorf("NewPool(n=%d, replicas=%d, key=%v): error %q does not say %q", c.n, c.replicas, c.key, err, s)
+				t.Errorf("NewPool(%+v): error %q does not say %q", c.cfg, err, s)
 			}
 		}
-		t.Logf("NewPool(n=%d, replicas=%d, key=%v): %v", c.n, c.replicas, c.key, err)
+		t.Logf("NewPool(%+v): %v", c.cfg, err)
 	}
 
 	for _, key := range []bool{false, true} {
-		p := newPool(t, w, poolN, 2, key)
+		p := newPool(t, w, PoolConfig{Batch: poolN, Shard: 4, KeyEncoder: key})
 		ctx := context.Background()
 		bad := func(what string, b *pipeline.Batch, want ...string) {
 			t.Helper()
@@ -488,36 +500,34 @@ func TestPoolErrors(t *testing.T) {
 	}
 }
 
-// TestPoolDefaultReplicas checks that replicas = 0 picks the largest count
-// up to GOMAXPROCS that splits the batch into shards within a view.
-func TestPoolDefaultReplicas(t *testing.T) {
+// TestDefaultShard: the default shard size depends on the batch size
+// alone (the old default replica count followed GOMAXPROCS), and a pool
+// takes it whatever GOMAXPROCS is.
+func TestDefaultShard(t *testing.T) {
+	for _, c := range []struct{ batch, want int }{
+		{1, 1}, {7, 7}, {8, 8}, {16, 16}, {24, 24}, {32, 32}, {48, 24}, {64, 32}, {96, 32}, {100, 25},
+		{256, 32}, {1000, 40}, {1024, 32}, {67, 67}, {134, 67},
+	} {
+		if got := DefaultShard(c.batch); got != c.want {
+			t.Errorf("DefaultShard(%d) = %d, want %d", c.batch, got, c.want)
+		}
+	}
 	w := poolWeights(t, 17)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
-	for _, c := range []struct {
-		procs, n int
-		key      bool
-		want     int
-	}{
-		{2, 8, false, 2},
-		{2, 8, true, 2},
-		{2, 7, true, 1},
-		{2, 7, false, 2},  // a view per replica
-		{3, 12, false, 2}, // 3 would put a shard of 8 across the views
-		{3, 12, true, 3},
-		{4, 6, false, 4}, // shards of 3
-		{4, 6, true, 3},
-		{1, 8, false, 1},
-	} {
-		runtime.GOMAXPROCS(c.procs)
-		p, err := NewPool(w, c.n, 0, c.key)
-		if err != nil {
-			t.Errorf("GOMAXPROCS %d, n=%d, key=%v: %v", c.procs, c.n, c.key, err)
-			continue
+	for _, procs := range []int{1, 2, 3, 8} {
+		runtime.GOMAXPROCS(procs)
+		for _, key := range []bool{false, true} {
+			p := newPool(t, w, PoolConfig{Batch: 96, KeyEncoder: key})
+			views := 2
+			if key {
+				views = 1
+			}
+			if p.ShardSize() != 32 || p.Shards() != 3*views || p.Workers() != procs || p.BNGroup() != 96*views {
+				t.Errorf("GOMAXPROCS %d, key=%v: %d shards of %d, %d workers, groups of %d; want %d of 32, %d workers, groups of %d",
+					procs, key, p.Shards(), p.ShardSize(), p.Workers(), p.BNGroup(), 3*views, procs, 96*views)
+			}
+			p.Close()
 		}
-		if p.Replicas() != c.want {
-			t.Errorf("GOMAXPROCS %d, n=%d, key=%v: %d replicas, want %d", c.procs, c.n, c.key, p.Replicas(), c.want)
-		}
-		p.Close()
 	}
 }
 
@@ -525,7 +535,7 @@ func TestPoolDefaultReplicas(t *testing.T) {
 // Release, and gives up when its context ends.
 func TestPoolRelease(t *testing.T) {
 	w := poolWeights(t, 18)
-	p := newPool(t, w, poolN, 2, true)
+	p := newPool(t, w, PoolConfig{Batch: poolN, Shard: 4, KeyEncoder: true})
 	b := poolBatch(poolN, poolIn, 3)
 	if _, err := p.Encode(context.Background(), b); err != nil {
 		t.Fatal(err)
@@ -581,4 +591,132 @@ func TestPoolRelease(t *testing.T) {
 		t.Errorf("double Release let two steps run: %v", err)
 	}
 	p.Release()
+}
+
+// TestPoolShardFailure: a shard that fails or panics, in the forward or
+// the backward pass, breaks its BatchNorm groups' barriers, so that the
+// other shards return instead of waiting for it (with fewer workers than
+// shards too); Encode or Backward returns the failure, no goroutine is
+// left behind, and the next step runs as on a fresh pool.
+func TestPoolShardFailure(t *testing.T) {
+	b := poolBatch(poolN, poolIn, 26)
+	g := poolGrads(poolN, poolCfg.withDefaults().Out, 36)
+	want := poolStep(t, newPool(t, poolWeights(t, 19), PoolConfig{Batch: poolN, Shard: 2}), b, g)
+	for _, key := range []bool{false, true} {
+		for _, workers := range []int{1, 3, 8} {
+			for _, pass := range []string{"forward", "backward"} {
+				for _, bad := range []int{0, 3} {
+					for _, how := range []string{"panic", "error"} {
+						name := fmt.Sprintf("key=%v/workers=%d/%s/shard%d/%s", key, workers, pass, bad, how)
+						t.Run(name, func(t *testing.T) {
+							before := runtime.NumGoroutine()
+							p := newPool(t, poolWeights(t, 19), PoolConfig{Batch: poolN, Shard: 2, KeyEncoder: key, Workers: workers})
+							fail := errors.New("shard failed on purpose")
+							p.beforeShard = func(ps string, i int) error {
+								if ps != pass || i != bad {
+									return nil
+								}
+								if how == "panic" {
+									panic(fail)
+								}
+								return fail
+							}
+							done := make(chan error, 1)
+							go func() {
+								e, err := p.Encode(context.Background(), b)
+								if err != nil || pass == "forward" {
+									if err == nil {
+										p.Release()
+									}
+									done <- err
+									return
+								}
+								e.Grad = g
+								if key {
+									e.Grad[1] = nil
+								}
+								err = p.Backward(e)
+								p.Release()
+								done <- err
+							}()
+							select {
+							case err := <-done:
+								if err == nil {
+									t.Fatal("no error")
+								}
+								if !errors.Is(err, fail) || errors.Is(err, errBroken) {
+									t.Errorf("error %q is not the shard's failure", err)
+								}
+								t.Logf("%.200s", err)
+							case <-time.After(20 * time.Second):
+								t.Fatal("the pass still runs 20 s after a shard failed: the others wait at a barrier")
+							}
+							p.beforeShard = nil
+							if !key {
+								if got := poolStep(t, p, b, g); !sameBits(got.z[0], want.z[0]) || !sameBits(got.grads[0], want.grads[0]) {
+									t.Error("the step after a failed one differs from a fresh pool's")
+								}
+							} else {
+								poolStep(t, p, b, g)
+							}
+							p.Close()
+							deadline := time.Now().Add(5 * time.Second)
+							for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+								time.Sleep(10 * time.Millisecond)
+							}
+							if n := runtime.NumGoroutine(); n > before {
+								t.Errorf("%d goroutines, %d before", n, before)
+							}
+						})
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestPoolOneView: a pool of one view without a key encoder (a one-view
+// method with gradient, such as a fine-tune) encodes view 1 alone, with
+// BatchNorm over its N images across the shards, and leaves view 2 unread.
+func TestPoolOneView(t *testing.T) {
+	w := poolWeights(t, 20)
+	p := newPool(t, w, PoolConfig{Batch: poolN, Views: 1, Shard: 2, Workers: 2})
+	if p.Views() != 1 || p.Shards() != poolN/2 || p.BNGroup() != poolN || p.KeyParams() != nil {
+		t.Fatalf("%d views, %d shards, groups of %d, key params %v; want 1, %d, %d, none", p.Views(), p.Shards(), p.BNGroup(), p.KeyParams(), poolN/2, poolN)
+	}
+	b := poolBatch(poolN, poolIn, 27)
+	b.Views[1] = nil
+	g := poolGrads(poolN, w.Out(), 37)
+	e, err := p.Encode(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Z[1] != nil {
+		t.Errorf("Z[1] has %d values, want none", len(e.Z[1]))
+	}
+	z := slices.Clone(e.Z[0])
+	e.Grad = [2][]float32{g[0], nil}
+	if err := p.Backward(e); err != nil {
+		t.Fatal(err)
+	}
+	p.Release()
+
+	r := newReplica(t, randomWeightsLike(t, w), poolN)
+	_, proj, err := r.Forward(b.Views[0], Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClose(t, "Z[0]", z, proj, 1e-6)
+	if err := r.Backward(g[0]); err != nil {
+		t.Fatal(err)
+	}
+	for k, q := range p.Params() {
+		checkClose(t, "grad "+q.Name, q.Grad, r.Params()[k].Grad, 1e-5)
+	}
+	if err := p.SyncBuffers(); err != nil {
+		t.Fatal(err)
+	}
+	for k, buf := range w.Buffers {
+		checkClose(t, "buffer "+buf.Name, buf.Data, r.Buffers()[k].Data, 1e-6)
+	}
 }

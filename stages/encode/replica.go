@@ -76,8 +76,25 @@ type Replica struct {
 }
 
 // NewReplica builds and compiles the graph of w's encoder for shards of n
-// images.
+// images. Its BatchNorm statistics in training mode are those of its own
+// n images, and its running statistics its own (see Buffers).
 func NewReplica(w *Weights, n int) (r *Replica, err error) {
+	return buildReplica(w, n, replicaOptions{})
+}
+
+// replicaOptions make a Replica one shard of a Pool's encoder.
+type replicaOptions struct {
+	// buffers are the running statistics the replica reads and (through
+	// its BatchNorm groups) moves, shared with the encoder's other
+	// replicas; nil: a copy of the Weights' own.
+	buffers []*Tensor
+	// group returns the BatchNorm group of the layer called name (c
+	// channels, hw positions) that the replica's shard belongs to, and
+	// the shard's place in it; nil: a group of the replica alone.
+	group func(name string, c, hw int, runMean, runVar []float32) (*bnGroup, int)
+}
+
+func buildReplica(w *Weights, n int, o replicaOptions) (r *Replica, err error) {
 	if n < 1 || n > MaxShard {
 		return nil, fmt.Errorf("encode: shard size %d, want 1 to %d", n, MaxShard)
 	}
@@ -88,8 +105,11 @@ func NewReplica(w *Weights, n int) (r *Replica, err error) {
 	}()
 	in := w.Input()
 	r = &Replica{w: w, n: n, st: &runState{train: true}, g: G.NewGraph()}
-	for _, t := range w.Buffers {
-		r.buffers = append(r.buffers, t.clone())
+	r.buffers = o.buffers
+	if r.buffers == nil {
+		for _, t := range w.Buffers {
+			r.buffers = append(r.buffers, t.clone())
+		}
 	}
 	buf := func(name string) []float32 {
 		for _, t := range r.buffers {
@@ -111,7 +131,7 @@ func NewReplica(w *Weights, n int) (r *Replica, err error) {
 
 	r.x = tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(n, in.C, in.H, in.W))
 	xNode := G.NewTensor(r.g, tensor.Float32, 4, G.WithShape(n, in.C, in.H, in.W), G.WithName("input"), G.WithValue(r.x))
-	nb := &netBuilder{st: r.st, n: n, param: paramNodes, buf: buf}
+	nb := &netBuilder{st: r.st, n: n, param: paramNodes, buf: buf, group: o.group}
 	h := &act{node: xNode, c: in.C, h: in.H, w: in.W}
 	if r.featNode, err = w.Config().arch().Build(nb, h, w.Config()); err != nil {
 		return nil, err
@@ -152,13 +172,26 @@ func NewReplica(w *Weights, n int) (r *Replica, err error) {
 }
 
 // netBuilder adds an encoder's backbone to a replica's graph: the shard
-// size, the ops' shared state, the parameters' nodes by name and the
-// replica's running statistics by name.
+// size, the ops' shared state, the parameters' nodes by name, the
+// replica's running statistics by name, and its BatchNorm groups (nil:
+// its own).
 type netBuilder struct {
 	st    *runState
 	n     int
 	param map[string]*G.Node
 	buf   func(name string) []float32
+	group func(name string, c, hw int, runMean, runVar []float32) (*bnGroup, int)
+}
+
+// batchNorm returns the BatchNorm op of the layer called name on
+// activations of c×h×w, with the ReLU fused when relu is set.
+func (nb *netBuilder) batchNorm(name string, c, h, w int, relu bool) *batchNormOp {
+	rm, rv := nb.buf(name+".running_mean"), nb.buf(name+".running_var")
+	if nb.group == nil {
+		return newBatchNormOp(name, nb.st, nb.n, c, h, w, relu, rm, rv)
+	}
+	g, member := nb.group(name, c, h*w, rm, rv)
+	return newGroupBatchNormOp(name, nb.st, nb.n, c, h, w, relu, g, member)
 }
 
 // act is an activation node of the backbone, n×c×h×w.
@@ -178,7 +211,7 @@ func (nb *netBuilder) convnetS(x *act) (*act, error) {
 		}
 		h = G.Must(G.ApplyOp(newConvOp(b.conv, nb.st, geo), h, nb.param[b.conv+".weight"]))
 		c = b.out
-		bn := newBatchNormOp(b.bn, nb.st, nb.n, c, hh, ww, true, nb.buf(b.bn+".running_mean"), nb.buf(b.bn+".running_var"))
+		bn := nb.batchNorm(b.bn, c, hh, ww, true)
 		h = G.Must(G.ApplyOp(bn, h, nb.param[b.bn+".weight"], nb.param[b.bn+".bias"]))
 		if b.pool {
 			mp, err := newMaxPoolOp(b.bn+".pool", nb.st, nb.n, c, hh, ww, 2)

@@ -183,9 +183,9 @@ func TestReplicaEval(t *testing.T) {
 	// Each BatchNorm op holds the statistics of its last run.
 	for _, op := range batchNormOps(r) {
 		for c := range op.mean {
-			op.runMean[c] = op.mean[c]
+			op.group.runMean[c] = op.mean[c]
 			is := float64(op.invStd[c])
-			op.runVar[c] = float32(1/(is*is) - BNEps)
+			op.group.runVar[c] = float32(1/(is*is) - BNEps)
 		}
 	}
 	before := make([][]float32, len(r.Buffers()))

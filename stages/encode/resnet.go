@@ -212,7 +212,7 @@ func (nb *netBuilder) conv(name string, x *act, out, k, s, p int) (*act, error) 
 
 // bn adds a BatchNorm2d of x, with the ReLU fused when relu is set.
 func (nb *netBuilder) bn(name string, x *act, relu bool) *act {
-	op := newBatchNormOp(name, nb.st, nb.n, x.c, x.h, x.w, relu, nb.buf(name+".running_mean"), nb.buf(name+".running_var"))
+	op := nb.batchNorm(name, x.c, x.h, x.w, relu)
 	y := G.Must(G.ApplyOp(op, x.node, nb.param[name+".weight"], nb.param[name+".bias"]))
 	return &act{node: y, c: x.c, h: x.h, w: x.w}
 }

@@ -492,9 +492,9 @@ func TestResNet18Eval(t *testing.T) {
 	}
 	for _, op := range ops {
 		for c := range op.mean {
-			op.runMean[c] = op.mean[c]
+			op.group.runMean[c] = op.mean[c]
 			is := float64(op.invStd[c])
-			op.runVar[c] = float32(1/(is*is) - BNEps)
+			op.group.runVar[c] = float32(1/(is*is) - BNEps)
 		}
 	}
 	before := make([][]float32, len(r.Buffers()))
@@ -546,21 +546,27 @@ func replicaBuffer(r *Replica, name string) []float32 {
 }
 
 // TestResNet18Pool runs resnet18 in a Pool (two views, SimCLR's way, and
-// MoCo's key encoder) and checks one Encode/Backward step against
-// separate replicas per shard, as TestPoolExact does for convnet-s.
+// MoCo's key encoder) and checks one Encode/Backward step against one
+// replica per BatchNorm group (the whole step), as TestPoolExact does for
+// convnet-s: its 2 or 4 shards take their BatchNorm statistics over the
+// group at every layer, the downsampling shortcuts' included.
 func TestResNet18Pool(t *testing.T) {
-	const n = 2
+	const n = 4
 	for _, c := range []struct {
-		name     string
-		replicas int
-		key      bool
-	}{{"two-view/R=2", 2, false}, {"moco/R=1", 1, true}} {
+		name  string
+		shard int
+		key   bool
+	}{{"two-view/shard=2", 2, false}, {"moco/shard=2", 2, true}} {
 		t.Run(c.name, func(t *testing.T) {
 			w := resWeights(t, resCfg, resIn, 11)
-			p := newPool(t, w, n, c.replicas, c.key)
+			p := newPool(t, w, PoolConfig{Batch: n, Shard: c.shard, KeyEncoder: c.key})
 			b := poolBatch(n, resIn, 21)
 			g := poolGrads(n, w.Out(), 31)
-			want := separateShards(t, w, p.KeyWeights(), b, g, c.replicas)
+			group := 2 * n
+			if c.key {
+				group = n
+			}
+			want := separateGroups(t, w, p.KeyWeights(), b, g, group)
 			got := poolStep(t, p, b, g)
 			checkResults(t, got, want, w.Params, 1e-5)
 			for k, q := range p.Params() {

@@ -281,19 +281,19 @@ func TestViTShardSizes(t *testing.T) {
 // TestViTPool runs vit in a Pool (MoCo's key encoder, and both views
 // through the encoder), which has no running statistics to keep: its
 // steps must be those of separate replicas, one per shard, and with no
-// BatchNorm the replica count must not change them.
+// BatchNorm the shard size must not change them.
 func TestViTPool(t *testing.T) {
 	in := Input{C: 1, H: 8, W: 8}
 	cfg := Config{Arch: ViT, Patch: 4, Width: 16, Heads: 2, Depth: 1, MLP: 32, Hidden: 16, Out: 8}
 	for _, key := range []bool{true, false} {
 		t.Run(map[bool]string{true: "moco", false: "two-view"}[key], func(t *testing.T) {
 			var first stepResult
-			for i, replicas := range []int{1, 2} {
+			for i, shard := range []int{poolN, 2} {
 				w, err := NewWeights(cfg, in, rand.New(rand.NewPCG(3, 3)))
 				if err != nil {
 					t.Fatal(err)
 				}
-				p := newPool(t, w, poolN, replicas, key)
+				p := newPool(t, w, PoolConfig{Batch: poolN, Shard: shard, KeyEncoder: key})
 				if err := p.SyncBuffers(); err != nil {
 					t.Fatal(err)
 				}
@@ -302,7 +302,7 @@ func TestViTPool(t *testing.T) {
 				}
 				b := poolBatch(poolN, in, 21)
 				g := poolGrads(poolN, w.Out(), 31)
-				want := separateShards(t, w, p.KeyWeights(), b, g, replicas)
+				want := separateGroups(t, w, p.KeyWeights(), b, g, shard)
 				got := poolStep(t, p, b, g)
 				checkResults(t, got, want, w.Params, 1e-5)
 				if i == 0 {
@@ -316,9 +316,9 @@ func TestViTPool(t *testing.T) {
 }
 
 // BenchmarkViTPoolStep is BenchmarkViTStep's 256 images as the training
-// flows run them: a Pool of two replicas (the two views of 128 samples,
-// one per replica, run at once), forward then backward and the sum of
-// the replicas' gradients.
+// flows run them: a Pool with the default shards (the two views of 128
+// samples, 8 shards of 32), forward then backward and the sum of the
+// shards' gradients.
 func BenchmarkViTPoolStep(b *testing.B) {
 	const n = 128 // samples; two views each
 	in := Input{C: 1, H: 28, W: 28}
@@ -326,7 +326,7 @@ func BenchmarkViTPoolStep(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := newPool(b, w, n, 2, false)
+	p := newPool(b, w, PoolConfig{Batch: n})
 	batch := poolBatch(n, in, 5)
 	g := poolGrads(n, w.Out(), 6)
 	poolStep(b, p, batch, g)
