@@ -155,6 +155,13 @@ func TestFineTuneBadSampleLimit(t *testing.T) {
 			}
 		})
 	}
+	// Past the flow's own limit, 100.
+	many := filepath.Join(t.TempDir(), "many.parquet")
+	writeBadRows(t, many, 40, 101)
+	cfg.Train, cfg.MaxBadSamples = sources.Config{Path: many}, nil
+	if _, err := flows.FineTune(context.Background(), enc.Weights, enc.Augment, cfg); err == nil || !strings.Contains(err.Error(), "too many bad samples (101, limit 100)") {
+		t.Errorf("101 bad rows: %v, want too many bad samples (101, limit 100)", err)
+	}
 }
 
 // A learning rate that makes training diverge stops the fine-tune, as it
