@@ -120,7 +120,7 @@ func trainingKinds(t *parts) []pipeline.Kind {
 		},
 		{
 			Name: "loss", Role: pipeline.RoleStage, Accepts: "encoded", Produces: "encoded",
-			Doc:       "the contrastive loss (" + strings.Join(loss.Names(), ", ") + ") and its gradient for the embeddings",
+			Doc:       "the loss (" + strings.Join(loss.Names(), ", ") + ") and its gradient for the embeddings",
 			NewConfig: func() any { return &loss.Config{} },
 			Build: func(cfg any, env pipeline.BuildEnv) (pipeline.Stage, error) {
 				if t == nil {
@@ -262,10 +262,26 @@ func (t *parts) buildLoss(c *loss.Config) (pipeline.Stage, error) {
 	kind, _ := loss.Lookup(c.Type) // known: New validated c
 	plain := strings.Join(loss.NeedingNothing(), " or ")
 	if kind.Needs.Labels && !t.plan.Labeled {
-		return nil, &pipeline.FieldError{Field: "type", Msg: fmt.Sprintf("%s needs labels, and the source's dataset has none: use a labelled dataset (a Parquet or Arrow label column: source.label_column; IDX labels: source.labels; an image folder's sub-folders), or an unsupervised loss (type: %s)", kind.Name, plain)}
+		other := fmt.Sprintf(", or an unsupervised loss (type: %s)", plain)
+		if kind.ReadViews() == 1 {
+			other = "" // a classifier has no unsupervised counterpart
+		}
+		return nil, &pipeline.FieldError{Field: "type", Msg: fmt.Sprintf("%s needs labels, and the source's dataset has none: use a labelled dataset (a Parquet or Arrow label column: source.label_column; IDX labels: source.labels; an image folder's sub-folders)%s", kind.Name, other)}
 	}
 	if kind.Needs.Queue && t.queue == nil {
 		return nil, &pipeline.FieldError{Field: "type", Msg: fmt.Sprintf("%s takes its negatives from a queue: put a queue stage (after an encode stage with key_encoder: true) before the loss, or use type: %s", kind.Name, plain)}
+	}
+	// The embeddings the encode stage hands on: view 1's, and view 2's
+	// unless it runs one view without a key encoder.
+	made := 2
+	if t.encoder.Views() == 1 && t.encoder.KeyWeights() == nil {
+		made = 1
+	}
+	switch reads := kind.ReadViews(); {
+	case reads == 1 && made == 2:
+		return nil, &pipeline.FieldError{Field: "type", Msg: fmt.Sprintf("%s reads one view (a classifier's logits), and the encode stage makes two: set the encode stage's views: 1, without key_encoder", kind.Name)}
+	case reads == 2 && made == 1:
+		return nil, &pipeline.FieldError{Field: "type", Msg: fmt.Sprintf("%s compares two views of each sample, and the encode stage makes one (views: 1): set views: 2 (or leave it out), or use a loss of one view", kind.Name)}
 	}
 	t.loss = l
 	return loss.Stage(l), nil

@@ -45,6 +45,13 @@ func tinySets(flow string, extra ...string) []string {
 	return append(sets, extra...)
 }
 
+// fineTuneSets are the overrides of the finetune flow for a tiny run, as
+// tinySets's: 40 images of builtin:test at 16×16, batches of 8.
+func fineTuneSets(extra ...string) []string {
+	return append([]string{"source.path=builtin:test", "source.shards=50", "epochs=1",
+		"stages.augment.size=16", "stages.collate.batch_size=8", "stages.encode.hidden=16"}, extra...)
+}
+
 // prepare loads flow with sets and prepares it to write to dir.
 func prepare(t *testing.T, flow string, sets []string, jo flows.JobOptions) *flows.Job {
 	t.Helper()
@@ -527,6 +534,12 @@ func TestTrainingFlowsThatDoNotFit(t *testing.T) {
 			[]string{"encode", "optimize"}},
 		{"two checkpoint sinks", "simclr", tinySets("simclr", "sinks=[{kind: checkpoint, name: a}, {kind: checkpoint, name: b}]"),
 			[]string{"one checkpoint sink"}},
+		{"crossentropy on two views", "simclr", tinySets("simclr", "stages.loss.type=crossentropy", "stages.loss.temperature="),
+			[]string{"(loss)", "type", "crossentropy reads one view", "views: 1"}},
+		{"a contrastive loss on one view", "finetune", fineTuneSets("stages.loss.type=ntxent"),
+			[]string{"(loss)", "type", "ntxent compares two views", "views: 2"}},
+		{"finetune without labels", "finetune", fineTuneSets("source.path="+unlabeled, "source.shards=1"),
+			[]string{"(loss)", "crossentropy needs labels"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec, err := flows.Load(tc.flow, tc.sets)

@@ -110,6 +110,11 @@ type StepMetrics struct {
 	// pairs (Wang and Isola, 2020): lower is better for both.
 	Alignment  float64 `json:"alignment"`
 	Uniformity float64 `json:"uniformity"`
+	// Accuracy is the fraction of the step's samples whose largest logit
+	// is their label, for a loss of one view that classifies
+	// (crossentropy: a fine-tune), whose cosines, alignment and
+	// uniformity are 0; 0, and left out, for the contrastive losses.
+	Accuracy float64 `json:"accuracy,omitempty"`
 	// SamplesPerSec is the step's throughput (samples, not views).
 	SamplesPerSec float64 `json:"samples_per_s"`
 	// Seconds is the step's wall time.

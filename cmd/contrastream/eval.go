@@ -23,7 +23,9 @@ Judge an encoder by what its features do on a labeled test split:
            regression by full-batch Adam (lr 0.01, wd 1e-4) until the loss
            stops falling (--iterations 300: the reference's fixed count);
            with --finetune, the encoder is trained with the classifier by
-           cross-entropy (with --random-init: the supervised baseline)
+           cross-entropy (with --random-init: the supervised baseline), on
+           the training step of the flows (the finetune flow: BatchNorm over
+           the batch, at most 100 bad images, a NaN stops it at its step)
 
 Examples:
   contrastream eval knn    --checkpoint runs/moco-X/checkpoint

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -27,5 +28,30 @@ func TestEvalCommandLine(t *testing.T) {
 				t.Errorf("code %d, stderr %q; want %d and %q", code, stderr, tc.code, tc.want)
 			}
 		})
+	}
+}
+
+// TestEvalLinearFineTune: eval linear --finetune trains a checkpoint's
+// encoder with a classifier on the training step and prints the test
+// top-1 with the steps taken; bad images past the limit stop it.
+func TestEvalLinearFineTune(t *testing.T) {
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	args := append([]string{"train", "-q", "--max-steps", "1", "--out", run}, tinyMoCo...)
+	if code, stdout, stderr := cli(t, append(args, "--set", "sinks.knn.every=0")...); code != 0 {
+		t.Fatalf("train: code %d\n%s\n%s", code, stdout, stderr)
+	}
+	small := filepath.Join(dir, "small.parquet")
+	if code, _, stderr := cli(t, "ingest", "-q", "--per-class", "4", "--out", small, "builtin:test"); code != 0 {
+		t.Fatalf("ingest: code %d: %s", code, stderr)
+	}
+	ft := []string{"eval", "linear", "-q", "--checkpoint", filepath.Join(run, "checkpoint"), "--finetune", "--epochs", "1", "--batch", "8", "--train", small, "--test", small}
+	code, stdout, stderr := cli(t, ft...)
+	if code != 0 || !strings.Contains(stdout, "finetune accuracy") || !strings.Contains(stdout, "(5 steps of 8,") || !strings.Contains(stdout, "/40)") {
+		t.Errorf("eval linear --finetune: code %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	code, _, stderr = cli(t, append(ft, "--lr", "1e6")...)
+	if code != 1 || !strings.Contains(stderr, "step ") || !strings.Contains(stderr, "lower the learning rate") {
+		t.Errorf("eval linear --finetune --lr 1e6: code %d, stderr %s", code, stderr)
 	}
 }

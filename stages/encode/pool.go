@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/contrastream/contrastream/pipeline"
@@ -34,6 +35,19 @@ type StageConfig struct {
 	// KeyEncoder runs view 2 through a momentum encoder that gets no
 	// gradient (MoCo); otherwise both views go through the encoder.
 	KeyEncoder bool `yaml:"key_encoder"`
+	// Views is how many views of each sample go through the encoder with
+	// gradient: 2 (SimCLR, SupCon) or 1, view 1 alone (a loss of one
+	// view, crossentropy: a fine-tune; or MoCo's queries, the key encoder
+	// taking view 2). Default (0): 1 with key_encoder, else 2. With
+	// key_encoder it must be 1.
+	Views int `yaml:"views"`
+	// Freeze names parameters that are not trained, by prefix of their
+	// names ("head.0." is the head's first Linear): the optimizer never
+	// gets them (Pool.Params leaves them out), so they keep the values
+	// they start with. Each prefix must name at least one parameter, and
+	// at least one parameter must train. Default: none, every parameter
+	// trains.
+	Freeze []string `yaml:"freeze"`
 	// Shard is the number of images per compute shard: each shard is one
 	// replica of the encoder's graph, and the replicas' gradients are
 	// summed in shard order. It must divide the batch size (a shard lies
@@ -70,6 +84,17 @@ func (c StageConfig) Validate() error {
 			"now shard (images per compute shard; default from the batch size) and bn_group (images per BatchNorm group; default the whole batch) fix the math, " +
 			"and workers (default GOMAXPROCS) only how many shards run at once. Remove replicas"}
 	}
+	if c.Views < 0 || c.Views > 2 {
+		return &pipeline.FieldError{Field: "views", Msg: fmt.Sprintf("must be 1 or 2 (0: 1 with key_encoder, else 2), got %d", c.Views)}
+	}
+	if c.KeyEncoder && c.Views == 2 {
+		return &pipeline.FieldError{Field: "views", Msg: "must be 1 with key_encoder: the key encoder takes view 2, the encoder view 1 alone"}
+	}
+	for i, f := range c.Freeze {
+		if f == "" {
+			return &pipeline.FieldError{Field: "freeze", Msg: fmt.Sprintf("entry %d is empty, which would freeze every parameter: name a prefix such as head.0.", i+1)}
+		}
+	}
 	if c.Shard < 0 || c.Shard > MaxShard {
 		return &pipeline.FieldError{Field: "shard", Msg: fmt.Sprintf("must be in [1, %d] (0: from the batch size), got %d", MaxShard, c.Shard)}
 	}
@@ -88,7 +113,7 @@ func (c StageConfig) Validate() error {
 // PoolConfig returns the config of the stage's Pool for batches of batch
 // samples.
 func (c StageConfig) PoolConfig(batch int) PoolConfig {
-	return PoolConfig{Batch: batch, KeyEncoder: c.KeyEncoder, Shard: c.Shard, Workers: c.Workers, BNGroup: c.BNGroup}
+	return PoolConfig{Batch: batch, Views: c.Views, KeyEncoder: c.KeyEncoder, Freeze: c.Freeze, Shard: c.Shard, Workers: c.Workers, BNGroup: c.BNGroup}
 }
 
 // PoolConfig says what a Pool computes and how. Batch, Views and
@@ -106,6 +131,10 @@ type PoolConfig struct {
 	// KeyEncoder runs view 2 through a momentum encoder, a copy of the
 	// weights that gets no gradient (MoCo). Views must be 1.
 	KeyEncoder bool `yaml:"key_encoder"`
+	// Freeze names, by prefix, the parameters that Params leaves out, so
+	// that the optimizer never changes them (see StageConfig.Freeze); the
+	// key encoder's KeyParams leave out the same. Default: none.
+	Freeze []string `yaml:"freeze"`
 	// Shard is the number of images per compute shard (one graph replica
 	// each; the key encoder's shards are as large). It must divide Batch,
 	// so that a shard lies within one view and reads it in place, or be
@@ -307,8 +336,9 @@ type Pool struct {
 	// each, shared by their shards.
 	bufs, keyBufs []*Tensor
 	gang          *gang
-	params        []*optim.Param // Data shared with w; Grad the shards' sum
-	keyParams     []*optim.Param // Data shared with key; no Grad
+	params        []*optim.Param // Data shared with w; Grad the shards' sum; the frozen left out
+	index         []int          // params[k] is w.Params[index[k]]
+	keyParams     []*optim.Param // Data shared with key; no Grad; as params
 	ready         chan struct{}
 	z             [2][]float32
 	xcat, gcat    []float32 // both views back to back, when one shard takes both
@@ -339,6 +369,9 @@ func NewPool(w *Weights, cfg PoolConfig) (*Pool, error) {
 	if p.reps, err = p.replicas(w, p.bufs, pl.shards, pl.group); err != nil {
 		return nil, err
 	}
+	if p.index, err = trained(w, cfg.Freeze); err != nil {
+		return nil, err
+	}
 	if pl.key {
 		p.key = w.Clone()
 		p.keyBufs = cloneTensors(p.key.Buffers)
@@ -346,11 +379,13 @@ func NewPool(w *Weights, cfg PoolConfig) (*Pool, error) {
 			p.Close()
 			return nil, err
 		}
-		for _, t := range p.key.Params {
+		for _, i := range p.index {
+			t := p.key.Params[i]
 			p.keyParams = append(p.keyParams, &optim.Param{Name: t.Name, Shape: t.Shape, Data: t.Data})
 		}
 	}
-	for _, t := range w.Params {
+	for _, i := range p.index {
+		t := w.Params[i]
 		p.params = append(p.params, &optim.Param{Name: t.Name, Shape: t.Shape, Data: t.Data, Grad: make([]float32, len(t.Data)), NoDecay: t.NoDecay})
 	}
 	d := w.Out()
@@ -359,6 +394,38 @@ func NewPool(w *Weights, cfg PoolConfig) (*Pool, error) {
 		p.z[1] = make([]float32, n*d)
 	}
 	return p, nil
+}
+
+// trained returns the indices in w.Params of the parameters that no
+// prefix of freeze names, or a *pipeline.FieldError for "freeze" when a
+// prefix names no parameter or every parameter is frozen.
+func trained(w *Weights, freeze []string) ([]int, error) {
+	used := make([]bool, len(freeze))
+	var idx []int
+	for i, t := range w.Params {
+		frozen := false
+		for j, f := range freeze {
+			if strings.HasPrefix(t.Name, f) {
+				frozen, used[j] = true, true
+			}
+		}
+		if !frozen {
+			idx = append(idx, i)
+		}
+	}
+	for j, f := range freeze {
+		if !used[j] {
+			names := make([]string, len(w.Params))
+			for i, t := range w.Params {
+				names[i] = t.Name
+			}
+			return nil, &pipeline.FieldError{Field: "freeze", Msg: fmt.Sprintf("%q names no parameter of the %s encoder (its parameters: %s)", f, w.Config().Arch, strings.Join(names, ", "))}
+		}
+	}
+	if len(idx) == 0 {
+		return nil, &pipeline.FieldError{Field: "freeze", Msg: "freezes every parameter of the encoder: nothing would train"}
+	}
+	return idx, nil
 }
 
 // replicas makes shards replicas of w's encoder, of the pool's shard size,
@@ -420,12 +487,14 @@ func (p *Pool) BNGroup() int { return p.plan.group }
 // Views is how many views of each sample go through the encoder.
 func (p *Pool) Views() int { return p.plan.views }
 
-// Params are the encoder's parameters for the optimizer: Data is the
-// weights (updated in place between steps), Grad the gradient of the last
-// Backward summed over the shards.
+// Params are the encoder's parameters for the optimizer, those that
+// PoolConfig.Freeze leaves training (by default all, in the Weights'
+// order): Data is the weights (updated in place between steps), Grad the
+// gradient of the last Backward summed over the shards.
 func (p *Pool) Params() []*optim.Param { return p.params }
 
-// KeyParams are the momentum encoder's parameters (nil without one).
+// KeyParams are the momentum encoder's parameters (nil without one),
+// those of Params, position by position.
 func (p *Pool) KeyParams() []*optim.Param { return p.keyParams }
 
 // Weights is the encoder's weights; KeyWeights the momentum encoder's.
@@ -630,10 +699,10 @@ func (p *Pool) Backward(e *pipeline.Encoded) error {
 	parts := min(len(p.params), p.plan.workers)
 	return pipeline.Parallel(parts, func(part int) error {
 		for k := part; k < len(p.params); k += parts {
-			dst := p.params[k].Grad
-			copy(dst, p.reps[0].Params()[k].Grad)
+			dst, i := p.params[k].Grad, p.index[k]
+			copy(dst, p.reps[0].Params()[i].Grad)
 			for _, r := range p.reps[1:] {
-				for j, v := range r.Params()[k].Grad {
+				for j, v := range r.Params()[i].Grad {
 					dst[j] += v
 				}
 			}

@@ -433,6 +433,8 @@ func TestPoolErrors(t *testing.T) {
 		{PoolConfig{Batch: 8, Shard: 2, BNGroup: -2}, []string{"bn_group: -2"}},
 		{PoolConfig{Batch: 8, Views: 3}, []string{"3 views, want 1 or 2"}},
 		{PoolConfig{Batch: 8, Views: 2, KeyEncoder: true}, []string{"Views must be 1"}},
+		{PoolConfig{Batch: 8, Freeze: []string{"head.9."}}, []string{`freeze: "head.9." names no parameter`, "head.0.weight"}},
+		{PoolConfig{Batch: 8, Freeze: []string{"backbone.", "head."}}, []string{"freeze: freezes every parameter"}},
 		{PoolConfig{Batch: 0}, []string{"batch size 0"}},
 		{PoolConfig{Batch: -8, KeyEncoder: true}, []string{"batch size -8"}},
 	} {
@@ -718,5 +720,88 @@ func TestPoolOneView(t *testing.T) {
 	}
 	for k, buf := range w.Buffers {
 		checkClose(t, "buffer "+buf.Name, buf.Data, r.Buffers()[k].Data, 1e-6)
+	}
+}
+
+// TestPoolFreeze: a pool with frozen parameters hands the optimizer the
+// others (their gradients the bytes of an unfrozen pool's), and its key
+// encoder's parameters pair with them; without Freeze every parameter
+// trains.
+func TestPoolFreeze(t *testing.T) {
+	w := poolWeights(t, 21)
+	all := newPool(t, w, PoolConfig{Batch: poolN, Views: 1, Shard: 2, Workers: 2})
+	frozen := newPool(t, w, PoolConfig{Batch: poolN, Views: 1, Shard: 2, Workers: 2, Freeze: []string{"head.0."}})
+	if len(all.Params()) != len(w.Params) {
+		t.Fatalf("without Freeze %d of %d parameters train", len(all.Params()), len(w.Params))
+	}
+	b := poolBatch(poolN, poolIn, 28)
+	g := poolGrads(poolN, w.Out(), 38)
+	grads := func(p *Pool) map[string][]float32 {
+		e, err := p.Encode(context.Background(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Grad = [2][]float32{g[0], nil}
+		if err := p.Backward(e); err != nil {
+			t.Fatal(err)
+		}
+		p.Release()
+		m := map[string][]float32{}
+		for _, q := range p.Params() {
+			m[q.Name] = slices.Clone(q.Grad)
+		}
+		return m
+	}
+	want, got := grads(all), grads(frozen)
+	if len(got) != len(want)-2 {
+		t.Errorf("%d parameters train with head.0 frozen, want %d", len(got), len(want)-2)
+	}
+	for name, gr := range want {
+		fg, ok := got[name]
+		if strings.HasPrefix(name, "head.0.") {
+			if ok {
+				t.Errorf("frozen %s is among the parameters", name)
+			}
+			continue
+		}
+		if !ok || !sameBits(fg, gr) {
+			t.Errorf("%s: the frozen pool's gradient differs from the unfrozen one's", name)
+		}
+	}
+	key := newPool(t, w, PoolConfig{Batch: poolN, KeyEncoder: true, Shard: 4, Freeze: []string{"head.0."}})
+	if len(key.KeyParams()) != len(key.Params()) {
+		t.Fatalf("%d key params for %d params", len(key.KeyParams()), len(key.Params()))
+	}
+	for i, q := range key.Params() {
+		if key.KeyParams()[i].Name != q.Name {
+			t.Errorf("key param %d is %s, param %s", i, key.KeyParams()[i].Name, q.Name)
+		}
+	}
+}
+
+// The encode stage's views and freeze: impossible values are errors that
+// name the field.
+func TestStageConfigViewsAndFreeze(t *testing.T) {
+	for _, c := range []struct {
+		cfg   StageConfig
+		field string
+	}{
+		{StageConfig{Views: 1}, ""},
+		{StageConfig{Views: 2}, ""},
+		{StageConfig{Views: 1, KeyEncoder: true}, ""},
+		{StageConfig{Freeze: []string{"head.0."}}, ""},
+		{StageConfig{Views: 3}, "views"},
+		{StageConfig{Views: -1}, "views"},
+		{StageConfig{Views: 2, KeyEncoder: true}, "views"},
+		{StageConfig{Freeze: []string{"head.0.", ""}}, "freeze"},
+	} {
+		err := c.cfg.Validate()
+		var fe *pipeline.FieldError
+		if c.field == "" && err != nil || c.field != "" && (!errors.As(err, &fe) || fe.Field != c.field) {
+			t.Errorf("%+v: %v, want an error for %q", c.cfg, err, c.field)
+		}
+	}
+	if got := (StageConfig{Views: 1, Freeze: []string{"x"}}).PoolConfig(8); got.Views != 1 || !slices.Equal(got.Freeze, []string{"x"}) {
+		t.Errorf("PoolConfig %+v lost views or freeze", got)
 	}
 }

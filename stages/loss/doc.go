@@ -1,7 +1,8 @@
-// Package loss computes the contrastive losses of a training step and their
-// gradients with respect to the embeddings, in closed form: InfoNCE with a
-// queue of negatives (MoCo), NT-Xent (SimCLR) and the supervised
-// contrastive loss SupCon (L_out).
+// Package loss computes the losses of a training step and their gradients
+// with respect to the embeddings, in closed form: the contrastive losses
+// InfoNCE with a queue of negatives (MoCo), NT-Xent (SimCLR) and the
+// supervised contrastive loss SupCon (L_out), and the softmax
+// cross-entropy of a classifier (fine-tuning, the supervised baseline).
 //
 // In the training step (DESIGN.md, "The training step") the encode stage
 // gathers the shards' embeddings, a Loss turns them into the loss and
@@ -19,8 +20,9 @@
 //	    ▼
 //	Outputs{Loss, Grad[0], Grad[1] (N×D each), PosCos, NegCos, Top1, Anchors}
 //
-// Every loss normalises its inputs itself and back-propagates through the
-// normalisation, so an encoder can hand over its raw projections.
+// Every contrastive loss normalises its inputs itself and back-propagates
+// through the normalisation, so an encoder can hand over its raw
+// projections.
 //
 // # The losses
 //
@@ -41,6 +43,11 @@
 //     no positive at all, impossible with two views, would be left out of
 //     the mean (and of Anchors and the metrics) and get no gradient as an
 //     anchor; it would still be a negative of the others.
+//   - CrossEntropy (no temperature, one view): Z[0] are a classifier's
+//     logits, one column per class, neither normalised nor compared with
+//     another view; L_i = −log softmax(z_i)_{y_i}, averaged over the
+//     samples, with gradient (softmax − one-hot)/Valid. Its Kind reads one
+//     view (Views 1): Z[1] may be empty and Grad[1] comes back empty.
 //
 // The three agree with PyTorch's, as written in torch_reference.py, within
 // 1e-7 relative on testdata/{infonce,ntxent,supcon}.safetensors (copies of

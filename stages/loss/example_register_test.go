@@ -108,9 +108,9 @@ func Example_register() {
 	_, err = loss.New(loss.Config{Type: "alignment", Temperature: new(0.5)})
 	fmt.Println(err)
 	// Output:
-	// [alignment infonce ntxent supcon]
+	// [alignment crossentropy infonce ntxent supcon]
 	// alignment loss 0.2929, positive cos 0.8536
 	// dL/dz1 = [0.0000 -0.7071 0.0000 0.0000]
-	// type: unknown loss "align"; want "alignment", "infonce", "ntxent" or "supcon"
+	// type: unknown loss "align"; want "alignment", "crossentropy", "infonce", "ntxent" or "supcon"
 	// temperature: loss alignment has no temperature: leave it out, got 0.5
 }

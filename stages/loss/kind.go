@@ -28,6 +28,12 @@ type Kind struct {
 	// Needs is what the loss reads beyond the two views' embeddings,
 	// which the training flow must provide.
 	Needs Needs
+	// Views is how many views' embeddings the loss reads: 2 (0 means 2),
+	// Z[0] and Z[1], as every contrastive loss; or 1, Z[0] alone (a
+	// classifier's logits: crossentropy), when Z[1] is not read and may
+	// be empty, and Grad[1] comes back empty. The training flows check it
+	// against the encode stage's views.
+	Views int
 	// New builds the loss of c, which Config.Validate has accepted, with
 	// c.Type set to Name and, for a loss with a temperature, c.Temperature
 	// set (to DefaultTemperature when the flow left it out).
@@ -61,10 +67,10 @@ var kinds struct {
 }
 
 // Register makes k known to Config, New and MemoryBytes under k.Name. It
-// panics if the name is empty or already registered, if New is nil, or
-// if DefaultTemperature is neither 0 nor a finite number ≥
-// MinTemperature: registration happens in init functions, where these are
-// programming errors. It is safe for concurrent use.
+// panics if the name is empty or already registered, if New is nil, if
+// DefaultTemperature is neither 0 nor a finite number ≥ MinTemperature,
+// or if Views is not 0, 1 or 2: registration happens in init functions,
+// where these are programming errors. It is safe for concurrent use.
 func Register(k Kind) {
 	switch t := k.DefaultTemperature; {
 	case k.Name == "":
@@ -73,6 +79,8 @@ func Register(k Kind) {
 		panic(fmt.Sprintf("loss: Register: loss %q has no New", k.Name))
 	case t != 0 && !(t >= MinTemperature && !math.IsInf(t, 0)):
 		panic(fmt.Sprintf("loss: Register: loss %q: default temperature %g, want 0 (none) or a finite number ≥ %g", k.Name, t, MinTemperature))
+	case k.Views < 0 || k.Views > 2:
+		panic(fmt.Sprintf("loss: Register: loss %q reads %d views, want 1 or 2 (0: 2)", k.Name, k.Views))
 	}
 	kinds.Lock()
 	defer kinds.Unlock()
@@ -96,8 +104,8 @@ func Lookup(name string) (Kind, bool) {
 	return k, ok
 }
 
-// Kinds returns the registered losses sorted by name: "infonce", "ntxent",
-// "supcon" and any registered since.
+// Kinds returns the registered losses sorted by name: "crossentropy",
+// "infonce", "ntxent", "supcon" and any registered since.
 func Kinds() []Kind {
 	kinds.RLock()
 	defer kinds.RUnlock()
@@ -118,18 +126,27 @@ func Names() []string {
 	return ns
 }
 
-// NeedingNothing returns, sorted, the names of the registered losses that
-// need nothing beyond the embeddings (Needs{}): those that any training
-// flow can use, to suggest when a flow cannot provide what a loss needs.
-// With the built-in losses alone that is "ntxent".
+// NeedingNothing returns, sorted, the names of the registered two-view
+// losses that need nothing beyond the embeddings (Needs{}): those that any
+// contrastive training flow can use, to suggest when a flow cannot provide
+// what a loss needs. With the built-in losses alone that is "ntxent".
 func NeedingNothing() []string {
 	var ns []string
 	for _, k := range Kinds() {
-		if k.Needs == (Needs{}) {
+		if k.Needs == (Needs{}) && k.ReadViews() == 2 {
 			ns = append(ns, k.Name)
 		}
 	}
 	return ns
+}
+
+// ReadViews is how many views' embeddings the loss reads, 1 or 2: Views
+// with its default.
+func (k Kind) ReadViews() int {
+	if k.Views == 0 {
+		return 2
+	}
+	return k.Views
 }
 
 // orList joins the quoted names as "a", "a" or "b" and "a", "b" or "c".

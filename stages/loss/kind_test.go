@@ -93,6 +93,18 @@ func TestEveryLoss(t *testing.T) {
 				}
 			}
 			checkGrad(t, l, in, &out, 1e-3)
+			if kd.ReadViews() == 1 {
+				// A loss of one view does not read Z[1]: empty, it gives the
+				// same bytes.
+				var one loss.Outputs
+				in.Z[1] = nil
+				if err := l.Compute(in, &one); err != nil {
+					t.Fatalf("without Z[1]: %v", err)
+				}
+				if one.Loss != out.Loss || !slices.Equal(one.Grad[0], out.Grad[0]) || len(one.Grad[1]) != 0 {
+					t.Errorf("without Z[1]: loss %v, gradient %v; with it %v, %v", one.Loss, one.Grad, out.Loss, out.Grad)
+				}
+			}
 			cfg := loss.Config{Type: kd.Name}
 			if m, stage := cfg.MemoryBytes(64, 16, 128), (loss.Config{Type: "nope"}).MemoryBytes(64, 16, 128); m < stage || stage != 4*4*64*16 {
 				t.Errorf("MemoryBytes %d, the stage's buffers alone %d (want 16·n·d = %d)", m, stage, 4*4*64*16)
@@ -123,10 +135,10 @@ func TestUnknownLoss(t *testing.T) {
 	var fe *pipeline.FieldError
 	// The names are the registered ones, sorted; alignment is
 	// Example_register's.
-	if want := `unknown loss "moco"; want "alignment", "infonce", "ntxent" or "supcon"`; !errors.As(err, &fe) || fe.Field != "type" || fe.Msg != want {
+	if want := `unknown loss "moco"; want "alignment", "crossentropy", "infonce", "ntxent" or "supcon"`; !errors.As(err, &fe) || fe.Field != "type" || fe.Msg != want {
 		t.Errorf("error %v, want a FieldError for type: %s", err, want)
 	}
-	if got, want := loss.Names(), []string{"alignment", "infonce", "ntxent", "supcon"}; !slices.Equal(got, want) {
+	if got, want := loss.Names(), []string{"alignment", "crossentropy", "infonce", "ntxent", "supcon"}; !slices.Equal(got, want) {
 		t.Errorf("Names() = %q, want %q", got, want)
 	}
 	if kd, ok := loss.Lookup(""); !ok || kd.Name != loss.DefaultType || loss.DefaultType != "infonce" {
@@ -142,6 +154,7 @@ func TestNeeds(t *testing.T) {
 		{"infonce", loss.Needs{Queue: true}},
 		{"ntxent", loss.Needs{}},
 		{"supcon", loss.Needs{Labels: true}},
+		{"crossentropy", loss.Needs{Labels: true}},
 		{"alignment", loss.Needs{}},
 	} {
 		if kd, _ := loss.Lookup(tc.name); kd.Needs != tc.want {
@@ -165,6 +178,7 @@ func TestRegisterPanics(t *testing.T) {
 		{"no New", loss.Kind{Name: "x"}, `"x" has no New`},
 		{"temperature", loss.Kind{Name: "x", New: newLoss, DefaultTemperature: -1}, "default temperature -1"},
 		{"infinite temperature", loss.Kind{Name: "x", New: newLoss, DefaultTemperature: math.Inf(1)}, "default temperature +Inf"},
+		{"three views", loss.Kind{Name: "x", New: newLoss, Views: 3}, "reads 3 views"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer func() {

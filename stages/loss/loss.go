@@ -15,8 +15,8 @@ import (
 // given shape allocates nothing after the first; it is therefore not safe
 // for concurrent use. Use one value per training loop.
 type Loss interface {
-	// Name is the name of the loss's Kind: "infonce", "ntxent", "supcon"
-	// or that of a loss registered since.
+	// Name is the name of the loss's Kind: "crossentropy", "infonce",
+	// "ntxent", "supcon" or that of a loss registered since.
 	Name() string
 	// Compute reads in and writes the loss, its gradient and the metrics
 	// into out, reusing out.Grad's buffers. It returns an error, and
@@ -31,14 +31,17 @@ type Loss interface {
 // gradient goes through that normalisation). The loss only reads them.
 type Inputs struct {
 	// Z[v] holds view v's embeddings, N×D float32 in row-major order: row i
-	// is sample i. For InfoNCE, Z[0] is the query and Z[1] the key.
+	// is sample i. For InfoNCE, Z[0] is the query and Z[1] the key; for
+	// a loss of one view (crossentropy: Z[0] are a classifier's logits),
+	// Z[1] may be empty.
 	Z [2][]float32
 	// N is the number of samples in the batch, padding included; D is the
 	// embedding size. len(Z[v]) must be N×D.
 	N, D int
 	// Labels are the samples' classes, len N, for a loss that needs them
-	// (Needs.Labels: SupCon; the others ignore them). A label of a valid
-	// sample must be ≥ 0.
+	// (Needs.Labels: SupCon, CrossEntropy; the others ignore them). A
+	// label of a valid sample must be ≥ 0 (CrossEntropy: < D, the number
+	// of classes).
 	Labels []int64
 	// Valid is the number of real samples, as pipeline.Batch.Valid: samples
 	// Valid…N−1 are padding and take no part in the loss (neither anchor,
@@ -62,17 +65,21 @@ func (in *Inputs) ValidN() int {
 }
 
 // Check reports the first way in which in's shapes (N, D, Valid and the
-// lengths of Z) do not fit together, as an error that names the loss
-// called name; what a loss reads beyond them (Labels, Queue) it checks
-// itself.
-func (in *Inputs) Check(name string) error {
+// lengths of both views' Z) do not fit together, as an error that names
+// the loss called name; what a loss reads beyond them (Labels, Queue) it
+// checks itself. A loss of one view (Kind.Views 1) calls CheckViews.
+func (in *Inputs) Check(name string) error { return in.CheckViews(name, 2) }
+
+// CheckViews is Check for a loss that reads the first views views (1 or
+// 2) of Z: with 1, Z[1] is not looked at.
+func (in *Inputs) CheckViews(name string, views int) error {
 	if in.N < 1 || in.D < 1 {
 		return fmt.Errorf("loss %s: N = %d, D = %d; want both ≥ 1", name, in.N, in.D)
 	}
 	if in.Valid < 0 || in.Valid > in.N {
 		return fmt.Errorf("loss %s: Valid = %d, want 0 (all) or 1…N = %d", name, in.Valid, in.N)
 	}
-	for v := range 2 {
+	for v := range views {
 		if len(in.Z[v]) != in.N*in.D {
 			return fmt.Errorf("loss %s: len(Z[%d]) = %d, want N×D = %d×%d = %d", name, v, len(in.Z[v]), in.N, in.D, in.N*in.D)
 		}
@@ -87,8 +94,9 @@ type Outputs struct {
 	// Loss is the mean loss over the anchors that count (see Anchors).
 	Loss float64
 	// Grad[v] is dL/dZ[v], N×D float32 row-major; rows of padding are zero.
-	// InfoNCE gives no gradient for the key: it sets Grad[1] to length 0
-	// (keeping its capacity).
+	// InfoNCE gives no gradient for the key, and a loss of one view
+	// (CrossEntropy) none for Z[1]: they set Grad[1] to length 0 (keeping
+	// its capacity).
 	Grad [2][]float32
 	// PosCos is the mean cosine similarity of the positive pairs (anchor,
 	// positive), over all such ordered pairs of the anchors that count.
@@ -97,11 +105,13 @@ type Outputs struct {
 	// negative), likewise.
 	NegCos float64
 	// Top1 is the fraction of anchors whose most similar candidate (the
-	// largest logit) is a positive: MoCo's "acc@1".
+	// largest logit) is a positive: MoCo's "acc@1"; for CrossEntropy, the
+	// fraction of valid samples whose largest logit is their label (the
+	// batch's top-1).
 	Top1 float64
 	// Anchors is the number of anchors the mean runs over: Valid for
-	// InfoNCE, 2×Valid for NTXent and SupCon, less any SupCon anchor
-	// without a positive.
+	// InfoNCE and CrossEntropy, 2×Valid for NTXent and SupCon, less any
+	// SupCon anchor without a positive.
 	Anchors int
 }
 

@@ -11,13 +11,20 @@ import (
 
 // Stage is the loss stage of a training flow: for each *pipeline.Encoded
 // it computes the loss and dL/dZ (into e.Grad, buffers the stage owns and
-// reuses: valid until the next element), the loss figures of e.Metrics
-// (loss, mean positive and negative cosine, alignment, uniformity), and
-// passes e on. A loss that is not finite stops the flow with an error
-// naming the step, before the optimizer can take it.
+// reuses: valid until the next element), the loss figures of e.Metrics,
+// and passes e on. With two views: the loss, the mean positive and
+// negative cosine, alignment and uniformity. With one (e.Z[1] empty: a
+// classifier's logits, crossentropy), where cosines, alignment and
+// uniformity mean nothing and stay 0: the loss and the batch's top-1
+// (Metrics.Accuracy, the loss's Top1). A loss that is not finite stops the
+// flow with an error naming the step, before the optimizer can take it.
 func Stage(l Loss) pipeline.Stage {
 	var out Outputs
 	var zn []float32
+	hint := "lower the learning rate"
+	if _, tempered := l.(interface{ Temperature() float64 }); tempered {
+		hint += ", or raise the temperature"
+	}
 	return pipeline.StageFunc(func(ctx context.Context, in *pipeline.Inbox, next *pipeline.Outbox) error {
 		return pipeline.Each(ctx, in, "loss", func(e *pipeline.Encoded) error {
 			b, start := e.Batch, time.Now()
@@ -25,13 +32,17 @@ func Stage(l Loss) pipeline.Stage {
 				return fmt.Errorf("step %d: %w", e.Metrics.Step, err)
 			}
 			if math.IsNaN(out.Loss) || math.IsInf(out.Loss, 0) {
-				return fmt.Errorf("step %d (epoch %d): the loss is %v; training stopped before the optimizer took it (lower the learning rate, or raise the temperature)",
-					e.Metrics.Step, e.Metrics.Epoch, out.Loss)
+				return fmt.Errorf("step %d (epoch %d): the loss is %v; training stopped before the optimizer took it (%s)",
+					e.Metrics.Step, e.Metrics.Epoch, out.Loss, hint)
 			}
 			e.Grad = out.Grad
 			m := &e.Metrics
 			m.Loss, m.PosCos, m.NegCos = out.Loss, out.PosCos, out.NegCos
-			zn = AlignUniform(e.Z, e.N, e.D, b.Valid, zn, m)
+			if len(e.Z[1]) == 0 {
+				m.Accuracy = out.Top1
+			} else {
+				zn = AlignUniform(e.Z, e.N, e.D, b.Valid, zn, m)
+			}
 			m.Seconds += time.Since(start).Seconds()
 			return next.Send(ctx, e)
 		})
