@@ -84,6 +84,6 @@ func Example_sink() {
 	}
 	// Output:
 	// after step 2: 19 tensors, |θ| 21.7
-	// after step 4: 19 tensors, |θ| 20.7
-	// after step 6: 19 tensors, |θ| 20.1
+	// after step 4: 19 tensors, |θ| 20.8
+	// after step 6: 19 tensors, |θ| 20.2
 }
