@@ -143,9 +143,9 @@
 // every run. Every matrix product of every op goes through sgemm
 // (blas.go).
 //
-// The head uses gorgonia's own Mul, Transpose, BroadcastAdd and Rectify.
-// (gorgonia's Rectify passes the gradient at exactly 0, PyTorch's ReLU
-// does not; a pre-activation of exactly 0 does not happen in practice.)
+// The head (Linear, ReLU, Linear) uses the same ops as the ViT's MLP
+// (newLinear, newReLU): gorgonia's Mul of a Transpose allocated the
+// transposed weights at every run of every shard.
 //
 // # Cost
 //

@@ -70,8 +70,8 @@ func (c Config) counts(in Input) (layerCounts, error) {
 	}
 	lc := a.Count(c, in)
 	feats, h, o := float64(a.Features(c)), float64(c.Hidden), float64(c.Out)
-	lc.out += feats + 3*h + 2*o // the pooled features, the head
-	lc.ops += 6
+	lc.out += feats + 2*h + o // the pooled features, the head (linear, relu, linear)
+	lc.ops += 3
 	lc.params = lc.params + feats*h + h + h*o + o
 	return lc, nil
 }

@@ -139,13 +139,13 @@ func buildReplica(w *Weights, n int, o replicaOptions) (r *Replica, err error) {
 	if r.featNode, err = w.Config().arch().Build(nb, h, w.Config()); err != nil {
 		return nil, err
 	}
-	// The head, in gorgonia's own ops: y = x·Wᵀ + b (PyTorch's Linear).
-	linear := func(x *G.Node, name string) *G.Node {
-		y := G.Must(G.Mul(x, G.Must(G.Transpose(paramNodes[name+".weight"]))))
-		return G.Must(G.BroadcastAdd(y, paramNodes[name+".bias"], nil, []byte{0}))
-	}
-	hid := G.Must(G.Rectify(linear(r.featNode, head0)))
-	r.projNode = linear(hid, head2)
+	// The head: Linear, ReLU, Linear, in our ops, which write into
+	// buffers of their own (gorgonia's Mul of a Transpose allocates the
+	// transposed weights at every run, once per shard).
+	feats, hidden := w.Features(), w.Config().Hidden
+	hid := G.Must(G.ApplyOp(newLinear(head0, r.st, n, feats, hidden), r.featNode, paramNodes[head0+".weight"], paramNodes[head0+".bias"]))
+	hid = G.Must(G.ApplyOp(newReLU(head0+"relu", r.st, n, hidden), hid))
+	r.projNode = G.Must(G.ApplyOp(newLinear(head2, r.st, n, hidden, w.Out()), hid, paramNodes[head2+".weight"], paramNodes[head2+".bias"]))
 
 	out := w.Out()
 	r.dy = tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(n, out))

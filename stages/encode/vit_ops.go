@@ -234,6 +234,30 @@ func newLinear(name string, st *runState, m, k, o int) *layerOp {
 	return op
 }
 
+// newReLU is PyTorch's nn.ReLU on an m×k matrix: y = max(x, 0), and
+// dx = dy where x > 0, else 0 (PyTorch's gradient at exactly 0 is 0).
+func newReLU(name string, st *runState, m, k int) *layerOp {
+	s := tensor.Shape{m, k}
+	op := newLayerOp("relu", name, st, func(in [][]float32, out []float32) {
+		for i, x := range in[0] {
+			out[i] = max(x, 0)
+		}
+	}, s, s)
+	op.grads = func() []gradSpec {
+		return []gradSpec{{newFnOp("relu.dx", name, func(in [][]float32, dx []float32) {
+			x := in[0]
+			for i, g := range in[1] {
+				if x[i] > 0 {
+					dx[i] = g
+				} else {
+					dx[i] = 0
+				}
+			}
+		}, s, s, s), []int{0, argGrad}}}
+	}
+	return op
+}
+
 // newGELU is PyTorch's exact nn.GELU (approximate='none'),
 // y = x·Φ(x) = x/2·(1 + erf(x/√2)), on an m×k matrix. The forward pass
 // keeps Φ(x) for the gradient dx = dy·(Φ(x) + x·φ(x)), so that each pass
