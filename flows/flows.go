@@ -230,7 +230,9 @@ func Prepare(spec *pipeline.Spec, opts pipeline.Options, jo JobOptions) (*Job, e
 func (j *Job) report(ctx context.Context, in *pipeline.Inbox, out *pipeline.Outbox) error {
 	return pipeline.Each(ctx, in, "report", func(v any) error {
 		if m, isStep := v.(pipeline.StepMetrics); isStep {
-			j.last.Store(&m)
+			last := m
+			last.State = nil // not kept for Last: a copy of the whole state
+			j.last.Store(&last)
 			if j.onStep != nil {
 				j.onStep(m)
 			}
@@ -364,9 +366,11 @@ func (j *Job) CheckpointDir() string {
 // context.Canceled)) and names the last step. When a training job with a
 // checkpoint sink ends normally, stops at JobOptions.MaxSteps, or is
 // interrupted, Run then writes a checkpoint of the last completed step;
-// after any other error (a non-finite loss, a broken file) the last
-// checkpoint written stays as it is. The encoder's replicas are released
-// when Run returns.
+// after any other error (a non-finite loss, a broken file) no checkpoint
+// past the last good step is written: the one the checkpoint sink had
+// asked for and not yet written, if any, is written then (a good state),
+// and otherwise the last checkpoint written stays as it is. The encoder's
+// replicas are released when Run returns.
 func (j *Job) Run(ctx context.Context) error {
 	if !j.Trains() {
 		return j.Flow.Run(ctx)
@@ -397,8 +401,14 @@ func (j *Job) Run(ctx context.Context) error {
 	cut := mon != nil && !mon.settled(steps)
 	if ck := j.t.ckpt; ck != nil && (err != nil || cut) {
 		// A good state the sink had no time to write, before a failure.
-		if ferr := ck.flush(); ferr != nil && err == nil {
-			err = fmt.Errorf("checkpoint: %w", ferr)
+		if ferr := ck.flush(); ferr != nil {
+			if err == nil && !interrupted {
+				err = fmt.Errorf("checkpoint: %w", ferr)
+			} else if err == nil {
+				return fmt.Errorf("interrupted after step %d of %d, and the checkpoint of an earlier step failed (%v): %w", steps, j.Plan.Steps(), ferr, ctx.Err())
+			} else {
+				err = fmt.Errorf("%w (and the checkpoint of an earlier step failed: %v)", err, ferr)
+			}
 		}
 	}
 	if j.CheckpointDir() != "" && err == nil && !cut {

@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -141,7 +142,7 @@ func (t *parts) checkpoint(s *pipeline.StepState, carry []pipeline.StepMetrics) 
 		}
 	}
 	if len(carry) > 0 {
-		b, err := jsonMarshal(carry)
+		b, err := json.Marshal(carry)
 		if err != nil {
 			return sinks.Checkpoint{}, err
 		}

@@ -407,6 +407,9 @@ func (t *parts) buildOptimize(c *optim.Config) (pipeline.Stage, error) {
 // the last step again. A checkpoint also waits for the kNN records of
 // earlier steps: their weights are gone once it replaces the last.
 func (t *parts) giveState(m *pipeline.StepMetrics, steps int64, last bool) {
+	if t.ckpt != nil {
+		t.ckpt.record(*m)
+	}
 	knn := t.monitor != nil && t.monitor.wants(steps)
 	ckpt := t.ckpt != nil && !last && (t.monitor == nil || t.monitor.settled(steps)) && t.ckpt.wants(steps)
 	other := false
@@ -445,32 +448,57 @@ type checkpointer struct {
 	every    int
 	interval float64 // seconds; 0: no timer
 
-	mu      sync.Mutex          // guards the fields below, shared with the optimize stage and Job.Run
-	last    time.Time           // when the last checkpoint was written (or the flow was built)
-	cost    time.Duration       // how long it took
-	held    *pipeline.StepState // asked for and not yet written
-	written chan struct{}       // closed once held is written, or the sink has ended
-	ended   bool                // the sink has ended
-
-	pending []pipeline.StepMetrics // the sink's own: step records the metrics file may lack
+	mu      sync.Mutex             // guards the fields below, shared with the optimize stage and Job.Run
+	last    time.Time              // when the last checkpoint was written (or the flow was built)
+	cost    time.Duration          // how long it took
+	held    *pipeline.StepState    // asked for and not yet written
+	writing bool                   // the sink is writing held
+	written chan struct{}          // closed once held is written, or the sink has ended
+	ended   bool                   // the sink has ended
+	pending []pipeline.StepMetrics // step records the metrics file may lack, recorded by the optimize stage
 }
 
 // wants reports whether a checkpoint is due once steps steps are taken.
-// The optimize stage calls it between steps; when one is due and the last
-// state asked for is still being written, it waits for that write.
+// The optimize stage calls it between steps. A checkpoint due by count
+// (every) waits for the write of the last state asked for, if it is still
+// going on; one due by the timer is not due while a state is on its way.
 func (c *checkpointer) wants(steps int64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.due(steps) {
+	if c.ended {
 		return false
 	}
-	if c.held != nil && !c.ended {
+	byCount := c.every > 0 && steps%int64(c.every) == 0
+	if !byCount && (c.held != nil || !c.dueByTime()) {
+		return false
+	}
+	if c.held != nil {
 		w := c.written
 		c.mu.Unlock()
 		<-w
 		c.mu.Lock()
 	}
 	return !c.ended && c.held == nil
+}
+
+// record keeps m, the record of a step just taken, until the metrics
+// sink has written it, so that a checkpoint can carry it. The optimize
+// stage calls it after every step.
+func (c *checkpointer) record(m pipeline.StepMetrics) {
+	ml := c.t.metrics
+	if ml == nil {
+		return
+	}
+	m.State = nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := ml.written.Load()
+	i := 0
+	for i < len(c.pending) && c.pending[i].Step <= w {
+		i++
+	}
+	c.pending = append(c.pending[:0], c.pending[i:]...)
+	c.pending = append(c.pending, m)
 }
 
 // hold notes s as the state the sink is to write.
@@ -480,12 +508,9 @@ func (c *checkpointer) hold(s *pipeline.StepState) {
 	c.mu.Unlock()
 }
 
-// due reports whether a checkpoint is due once steps steps are taken.
-// c.mu is held.
-func (c *checkpointer) due(steps int64) bool {
-	if c.every > 0 && steps%int64(c.every) == 0 {
-		return true
-	}
+// dueByTime reports whether the timer makes a checkpoint due. c.mu is
+// held.
+func (c *checkpointer) dueByTime() bool {
 	if c.interval <= 0 {
 		return false
 	}
@@ -500,25 +525,25 @@ func (c *checkpointer) stage() pipeline.Stage {
 			c.mu.Lock()
 			c.ended = true
 			if c.held != nil {
+				if c.writing {
+					c.held = nil // a panic during its write: Job.Run does not try again
+				}
 				close(c.written)
 			}
 			c.mu.Unlock()
 		}()
 		return pipeline.Each(ctx, in, "checkpoint", func(m pipeline.StepMetrics) error {
 			s := m.State
-			if c.t.metrics != nil {
-				m.State = nil
-				c.pending = append(c.pending, m)
-			}
 			c.mu.Lock()
 			asked := s != nil && s == c.held
+			c.writing = asked
 			c.mu.Unlock()
 			if !asked {
 				return nil
 			}
 			err := c.save(s)
 			c.mu.Lock()
-			c.held = nil
+			c.held, c.writing = nil, false
 			close(c.written)
 			c.mu.Unlock()
 			if err != nil {
@@ -550,16 +575,13 @@ func (c *checkpointer) save(s *pipeline.StepState) error {
 	var carry []pipeline.StepMetrics
 	if ml := c.t.metrics; ml != nil {
 		w := ml.written.Load()
-		i := 0
-		for i < len(c.pending) && c.pending[i].Step <= w {
-			i++
-		}
-		c.pending = append(c.pending[:0], c.pending[i:]...)
+		c.mu.Lock()
 		for _, m := range c.pending {
-			if m.Step < s.Steps {
+			if m.Step > w && m.Step < s.Steps {
 				carry = append(carry, m)
 			}
 		}
+		c.mu.Unlock()
 	}
 	ck, err := c.t.checkpoint(s, carry)
 	if err != nil {
@@ -573,8 +595,6 @@ func (c *checkpointer) save(s *pipeline.StepState) error {
 	c.mu.Unlock()
 	return nil
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // nonFinite returns the index of the first NaN or ±Inf in v. It sums
 // v[i]−v[i] in four lanes (0 for a finite value, NaN otherwise), which the

@@ -542,11 +542,12 @@ func (p *Pool) Tensors(keyPrefix string) (model, key map[string]safetensors.Tens
 
 // Saved returns the encoder's weights and the running statistics last
 // copied into them by SyncBuffers, and with keyPrefix != "" the momentum
-// encoder's under that prefix, as safetensors tensors (copies). Unlike
+// encoder's under that prefix, as safetensors tensors that share the
+// weights' memory (copy them before the next step changes it). Unlike
 // Tensors it does not read the replicas, whose statistics may already
 // include a forward pass of a step not taken: a training step calls
-// SyncBuffers once it is complete, and a checkpoint saves what Saved
-// returns.
+// SyncBuffers once it is complete, and a checkpoint saves a copy of what
+// Saved returns.
 func (p *Pool) Saved(keyPrefix string) (model, key map[string]safetensors.Tensor) {
 	model = p.w.SafeTensors("")
 	if p.key != nil && keyPrefix != "" {
