@@ -377,9 +377,7 @@ func (t *parts) buildMonitor(c *MonitorConfig) (pipeline.Stage, error) {
 		}
 		m.path = rf.addFile(name)
 	}
-	if t.control != nil {
-		m.stop = t.control.stop
-	}
+	m.stop = t.control.stop
 	t.monitor = m
 	return m.stage(), nil
 }

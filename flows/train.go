@@ -337,11 +337,7 @@ func (t *parts) buildOptimize(c *optim.Config) (pipeline.Stage, error) {
 	if t.opt != nil {
 		return nil, errors.New("a flow has at most one optimize stage")
 	}
-	ctl := t.control
-	if ctl == nil {
-		ctl = newControl(0, 0)
-		t.control = ctl
-	}
+	ctl := t.control // set by Prepare
 	opt, err := optim.New(*c, pool.Params())
 	if err != nil {
 		return nil, err

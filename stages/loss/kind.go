@@ -11,7 +11,7 @@ import (
 // Kind is a loss as Config.Type names it: how to build it, its default
 // temperature, what it needs from the training flow and what it keeps in
 // memory. Each loss registers its Kind with Register from an init function
-// in its own file (infonce.go, ntxent.go, supcon.go), and Config, New,
+// in its own file (infonce.go, ntxent.go, supcon.go, crossentropy.go), and Config, New,
 // MemoryBytes and the training flows look it up by name and hold no list
 // of losses: a new loss is one new file plus its test (see
 // Example_register).
