@@ -39,6 +39,9 @@ type BenchResult struct {
 	Batch           int
 	ImagesPerSample int
 	StepOnly        bool
+	// Shards, ShardSize and Workers are how the encoder cut the step and
+	// how many shards ran at once (the last changes only the speed).
+	Shards, ShardSize, Workers int
 	// StepSeconds are the measured steps' times as the training step
 	// reports them (encode to optimizer step).
 	StepSeconds []float64
@@ -164,6 +167,7 @@ func Bench(ctx context.Context, spec *pipeline.Spec, o BenchOptions) (BenchResul
 	}
 	if p := job.Encoder(); p != nil {
 		res.Arch = p.Weights().Config().Arch
+		res.Shards, res.ShardSize, res.Workers = p.Shards(), p.ShardSize(), p.Workers()
 	}
 	if err := job.Run(ctx); err != nil {
 		return BenchResult{}, err

@@ -21,6 +21,9 @@ func TestBench(t *testing.T) {
 		if len(r.StepSeconds) != 3 || r.Batch != 32 || r.Arch != "convnet-s" || r.ImagesPerSample != 2 {
 			t.Fatalf("step only %v: %d steps of batch %d, arch %q", stepOnly, len(r.StepSeconds), r.Batch, r.Arch)
 		}
+		if r.Shards*r.ShardSize != 2*r.Batch || r.Workers < 1 { // SimCLR: both views go through the shards
+			t.Errorf("step only %v: %d shards of %d images on %d workers, for %d queries", stepOnly, r.Shards, r.ShardSize, r.Workers, r.Batch)
+		}
 		if r.MedianStep() <= 0 || r.Wall <= 0 || r.AllocBytes == 0 {
 			t.Errorf("step only %v: median %v, wall %v, alloc %d", stepOnly, r.MedianStep(), r.Wall, r.AllocBytes)
 		}

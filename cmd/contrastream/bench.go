@@ -90,8 +90,8 @@ func benchMode(r flows.BenchResult) string {
 func writeBench(w io.Writer, r flows.BenchResult) {
 	lo, hi := r.Spread()
 	med := r.MedianStep()
-	fmt.Fprintf(w, "bench %s (%s): %s, batch %d, %d steps after %s; %s BLAS, GOMAXPROCS %d\n",
-		r.Flow, benchMode(r), r.Arch, r.Batch, len(r.StepSeconds), "warm-up", encode.BLAS, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(w, "bench %s (%s): %s, batch %d, %d steps after %s; %s BLAS, GOMAXPROCS %d; %d shards of %d images on %d workers\n",
+		r.Flow, benchMode(r), r.Arch, r.Batch, len(r.StepSeconds), "warm-up", encode.BLAS, runtime.GOMAXPROCS(0), r.Shards, r.ShardSize, r.Workers)
 	fmt.Fprintf(w, "  step time        %.1f ms median (%.1f–%.1f)\n", 1000*med, 1000*lo, 1000*hi)
 	fmt.Fprintf(w, "  step             %.0f samples/s, %.0f encoder images/s\n", r.StepSamplesPerSec(), float64(r.ImagesPerSample)*r.StepSamplesPerSec())
 	fmt.Fprintf(w, "  %-16s %.0f samples/s, %.0f encoder images/s (wall %.2f s)\n", benchMode(r)+" throughput", r.FlowSamplesPerSec(),
@@ -122,7 +122,7 @@ func writeBenchJSON(w io.Writer, r flows.BenchResult) error {
 	}
 	return json.NewEncoder(w).Encode(map[string]any{
 		"flow": r.Flow, "mode": benchMode(r), "arch": r.Arch, "batch": r.Batch, "steps": len(r.StepSeconds),
-		"blas": encode.BLAS, "gomaxprocs": runtime.GOMAXPROCS(0),
+		"blas": encode.BLAS, "gomaxprocs": runtime.GOMAXPROCS(0), "shards": r.Shards, "shard_size": r.ShardSize, "workers": r.Workers,
 		"median_step_s": r.MedianStep(), "min_step_s": lo, "max_step_s": hi,
 		"step_samples_per_s": r.StepSamplesPerSec(), "step_encoder_img_per_s": float64(r.ImagesPerSample) * r.StepSamplesPerSec(),
 		"flow_samples_per_s": r.FlowSamplesPerSec(), "wall_s": r.Wall.Seconds(),
